@@ -1,0 +1,1 @@
+//! zinc-bench: a load generator for ZooKeeper-compatible servers.

@@ -1,0 +1,13 @@
+//! Zinc's wire formats: everything a ZooKeeper client, a Zinc server and the Zinc log exchange,
+//! encoded exactly as Apache ZooKeeper does. Pure: no I/O, no clock, no randomness.
+
+pub mod codes;
+pub mod data;
+pub mod jute;
+pub mod txn;
+pub mod types;
+
+pub use codes::{ErrorCode, OpCode};
+pub use data::{perms, Acl, Id, Stat, StatPersisted};
+pub use jute::{DecodeError, DecodeResult, Reader, Record};
+pub use types::{Epoch, ServerId, SessionId, Xid, Zxid};
