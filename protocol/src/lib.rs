@@ -3,7 +3,12 @@
 
 pub mod codes;
 pub mod data;
+pub mod fourlw;
+pub mod frame;
 pub mod jute;
+pub mod path;
+pub mod peer;
+pub mod records;
 pub mod txn;
 pub mod types;
 

@@ -1,0 +1,4 @@
+//! The Zinc server: the sans-IO Zab core, request prep, sessions, watches, and the glommio shell
+//! around them.
+
+pub mod zab;

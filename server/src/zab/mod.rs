@@ -1,0 +1,1 @@
+//! The Zab core, sans-IO (filled in by a later change).

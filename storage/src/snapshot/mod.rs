@@ -1,0 +1,1 @@
+//! Snapshots (filled in by a later change).

@@ -1,0 +1,1 @@
+//! The copy-on-write znode tree (filled in by a later change).

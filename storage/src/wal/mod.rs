@@ -1,0 +1,1 @@
+//! The write-ahead log (filled in by a later change).
