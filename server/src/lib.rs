@@ -1,4 +1,5 @@
 //! The Zinc server: the sans-IO Zab core, request prep, sessions, watches, and the glommio shell
 //! around them.
 
+pub mod sim;
 pub mod zab;
