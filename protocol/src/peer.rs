@@ -66,34 +66,73 @@ pub mod kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerPacket {
     /// A learner forwards a client request to the leader.
-    Request { data: Bytes },
+    Request {
+        data: Bytes,
+    },
     /// Leader -> follower: log this txn.
-    Proposal { zxid: Zxid, txn: Bytes },
+    Proposal {
+        zxid: Zxid,
+        txn: Bytes,
+    },
     /// Follower -> leader: everything up to `zxid` is durable here (or, with counter 0, the
     /// NEWLEADER of that epoch is).
-    Ack { zxid: Zxid },
+    Ack {
+        zxid: Zxid,
+    },
     /// Leader -> follower: everything up to `zxid` is committed.
-    Commit { zxid: Zxid },
+    Commit {
+        zxid: Zxid,
+    },
     /// Liveness, both ways; the leader's carries its last proposed zxid.
-    Ping { zxid: Zxid },
+    Ping {
+        zxid: Zxid,
+    },
     /// `sync`: learner -> leader asks, leader -> learner answers with its last proposed zxid.
-    Sync { zxid: Zxid, request: i64 },
+    Sync {
+        zxid: Zxid,
+        request: i64,
+    },
     /// Leader -> observer: a committed txn.
-    Inform { zxid: Zxid, txn: Bytes },
+    Inform {
+        zxid: Zxid,
+        txn: Bytes,
+    },
     /// Leader -> learner: the synchronization is complete up to the NEWLEADER of this epoch.
-    NewLeader { zxid: Zxid },
-    FollowerInfo { accepted_epoch: Epoch, server_id: ServerId },
-    ObserverInfo { accepted_epoch: Epoch, server_id: ServerId },
+    NewLeader {
+        zxid: Zxid,
+    },
+    FollowerInfo {
+        accepted_epoch: Epoch,
+        server_id: ServerId,
+    },
+    ObserverInfo {
+        accepted_epoch: Epoch,
+        server_id: ServerId,
+    },
     /// Leader -> learner: start serving; everything up to `zxid` is committed.
-    UpToDate { zxid: Zxid },
+    UpToDate {
+        zxid: Zxid,
+    },
     /// Leader -> learner: keep your log, the proposals that follow extend it.
-    Diff { zxid: Zxid },
+    Diff {
+        zxid: Zxid,
+    },
     /// Leader -> learner: drop your log after `zxid`.
-    Trunc { zxid: Zxid },
+    Trunc {
+        zxid: Zxid,
+    },
     /// Leader -> learner: replace your state with this snapshot taken at `zxid`.
-    Snap { zxid: Zxid, snapshot: Bytes },
-    LeaderInfo { epoch: Epoch },
-    AckEpoch { current_epoch: Epoch, last_zxid: Zxid },
+    Snap {
+        zxid: Zxid,
+        snapshot: Bytes,
+    },
+    LeaderInfo {
+        epoch: Epoch,
+    },
+    AckEpoch {
+        current_epoch: Epoch,
+        last_zxid: Zxid,
+    },
 }
 
 fn epoch_zxid(epoch: Epoch) -> i64 {
@@ -158,7 +197,11 @@ impl PeerPacket {
             P::AckEpoch {
                 current_epoch,
                 last_zxid,
-            } => (kind::ACKEPOCH, last_zxid.0, i32_data(current_epoch.0 as i32)),
+            } => (
+                kind::ACKEPOCH,
+                last_zxid.0,
+                i32_data(current_epoch.0 as i32),
+            ),
         };
         QuorumPacket {
             kind,
