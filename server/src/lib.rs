@@ -1,5 +1,6 @@
 //! The Zinc server: the sans-IO Zab core, request prep, sessions, watches, and the glommio shell
 //! around them.
 
+pub mod config;
 pub mod sim;
 pub mod zab;
