@@ -125,15 +125,9 @@ impl<L: Leaf> Trie<L> {
         }
     }
 
-    pub(crate) fn contains(&self, key: &L::Key) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// A mutable reference to the leaf under `key`, unsharing the branches on its path.
+    /// A mutable reference to the leaf under `key`, unsharing the branches on its path (also
+    /// when the key is absent: the contents stay the same either way).
     pub(crate) fn get_mut(&mut self, key: &L::Key) -> Option<&mut L> {
-        if !self.contains(key) {
-            return None;
-        }
         let hash = hash_key(key);
         let mut branch = self.root.as_mut()?;
         let mut depth = 0;
@@ -169,11 +163,22 @@ impl<L: Leaf> Trie<L> {
         replaced
     }
 
-    /// Removes and returns the leaf under `key`.
+    /// Inserts `leaf` unless its key is present, in which case `leaf` comes back unused.
+    pub(crate) fn insert_new(&mut self, leaf: L) -> Result<(), L> {
+        let hash = hash_key(leaf.key());
+        let root = self.root.get_or_insert_with(|| {
+            Arc::new(Branch {
+                bitmap: 0,
+                slots: Vec::new(),
+            })
+        });
+        insert_new_in(Arc::make_mut(root), leaf, hash, 0)?;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes and returns the leaf under `key` (unsharing its path even when absent).
     pub(crate) fn remove(&mut self, key: &L::Key) -> Option<L> {
-        if !self.contains(key) {
-            return None;
-        }
         let hash = hash_key(key);
         let root = self.root.as_mut()?;
         let removed = remove_in(Arc::make_mut(root), key, hash, 0);
@@ -239,6 +244,35 @@ fn insert_in<L: Leaf>(branch: &mut Branch<L>, leaf: L, hash: u64, depth: u32) ->
             let old = old.clone();
             branch.slots[index] = split(old, old_hash, leaf, hash, depth + 1);
             None
+        }
+    }
+}
+
+fn insert_new_in<L: Leaf>(branch: &mut Branch<L>, leaf: L, hash: u64, depth: u32) -> Result<(), L> {
+    let chunk = chunk(hash, depth);
+    let index = match branch.position(chunk) {
+        Err(index) => {
+            branch.bitmap |= 1 << chunk;
+            branch.slots.insert(index, Slot::Leaf(leaf));
+            return Ok(());
+        }
+        Ok(index) => index,
+    };
+    match &mut branch.slots[index] {
+        Slot::Branch(next) => insert_new_in(Arc::make_mut(next), leaf, hash, depth + 1),
+        Slot::Bucket(bucket) => {
+            if bucket.iter().any(|old| old.key() == leaf.key()) {
+                return Err(leaf);
+            }
+            Arc::make_mut(bucket).push(leaf);
+            Ok(())
+        }
+        Slot::Leaf(old) if old.key() == leaf.key() => Err(leaf),
+        Slot::Leaf(old) => {
+            let old_hash = hash_key(old.key());
+            let old = old.clone();
+            branch.slots[index] = split(old, old_hash, leaf, hash, depth + 1);
+            Ok(())
         }
     }
 }
@@ -324,6 +358,10 @@ mod tests {
         }
         assert_eq!(trie.len(), 5000);
         assert_eq!(trie.insert(Entry(7, 2)), Some(Entry(7, 1)));
+        assert_eq!(trie.insert_new(Entry(7, 3)), Err(Entry(7, 3)));
+        assert_eq!(trie.insert_new(Entry(9000, 3)), Ok(()));
+        assert_eq!(trie.remove(&9000), Some(Entry(9000, 3)));
+        assert_eq!(trie.remove(&9000), None);
         assert_eq!(trie.get(&7), Some(&Entry(7, 2)));
         let snapshot = trie.clone();
         for key in (0..5000u64).step_by(2) {
