@@ -267,7 +267,7 @@ impl Tree {
         let mut child = Node::new(NewNode {
             name: name.as_bytes(),
             data: spec.data,
-            acl: self.acls.intern(spec.acl),
+            acl: self.intern_acl(spec.acl),
             ephemeral_owner: spec.ephemeral_owner,
             zxid: context.zxid,
             time: context.time,
@@ -389,7 +389,7 @@ impl Tree {
     }
 
     fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<Stat, ErrorCode> {
-        let acl = self.acls.intern(acl);
+        let acl = self.intern_acl(acl);
         let (stat, old, new) = {
             let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
             let meta = node.meta_mut();
