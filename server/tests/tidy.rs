@@ -12,6 +12,7 @@ const PURE_FOLDERS: &[&str] = &[
     "server/src/prep",
     "server/src/session",
     "server/src/watch",
+    "server/src/exec",
 ];
 
 /// Single pure files outside those folders.
