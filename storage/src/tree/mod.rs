@@ -1,1 +1,410 @@
-//! The copy-on-write znode tree (filled in by a later change).
+//! The copy-on-write znode tree: Zinc's replicated state machine.
+//!
+//! A `Tree` is a value. `clone()` is O(1) and the clone never changes, so a shard core or the
+//! snapshot writer can hold one while the Zab core applies further txns to its own copy with
+//! `apply`. The two share every node that has not been written since the clone; a write copies
+//! only the nodes and trie branches on the path from the root to what it changes.
+//!
+//! The tree is pure: txns carry their zxid and time in the header, and checks that need the
+//! wall clock (TTL expiry) take `now_ms` as an argument.
+//!
+//! Layout: each znode is one allocation (stat, ACL pointer, children trie, name, data); its
+//! children live in a persistent hash trie keyed by name; ACL lists are interned and shared.
+//! Sessions, the ephemeral nodes of each session, and the container and TTL nodes are kept in
+//! tries of their own, so they are part of every clone (a snapshot includes them).
+//!
+//! Children come back in trie order: unspecified but the same on every server for the same set
+//! of names (ZooKeeper itself returns hash-set order). Callers that need sorted names sort.
+
+mod acl;
+mod apply;
+mod kinds;
+mod node;
+mod trie;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use zinc_protocol::{Acl, ErrorCode, Stat, StatPersisted, Zxid};
+
+use acl::SharedInterner;
+use node::{NewNode, Node};
+use trie::{Leaf, Trie};
+
+pub use apply::{ApplyOutcome, OpResult, WatchEvent, WatchTrigger};
+pub use kinds::{
+    sequential_path, ttl_ephemeral_owner, NodeKind, CONTAINER_EPHEMERAL_OWNER, TTL_MS_MAX,
+};
+
+/// Version of the digest function (`TxnDigest::version`), the same as Apache ZooKeeper's.
+pub const DIGEST_VERSION: i32 = 2;
+
+/// The znode tree plus the session table, at some zxid.
+#[derive(Clone)]
+pub struct Tree {
+    root: Node,
+    sessions: Trie<SessionEntry>,
+    /// Ephemeral node paths by owner session.
+    ephemerals: Trie<OwnerEntry>,
+    containers: Trie<PathEntry>,
+    ttls: Trie<PathEntry>,
+    /// Znodes including the root.
+    node_count: u64,
+    /// Wrapping sum of every node's digest.
+    digest: u64,
+    last_zxid: i64,
+    acls: Arc<SharedInterner>,
+}
+
+#[derive(Clone)]
+struct SessionEntry {
+    id: i64,
+    timeout_ms: i32,
+}
+
+impl Leaf for SessionEntry {
+    type Key = i64;
+    fn key(&self) -> &i64 {
+        &self.id
+    }
+}
+
+#[derive(Clone)]
+struct OwnerEntry {
+    owner: i64,
+    paths: Trie<PathEntry>,
+}
+
+impl Leaf for OwnerEntry {
+    type Key = i64;
+    fn key(&self) -> &i64 {
+        &self.owner
+    }
+}
+
+#[derive(Clone)]
+struct PathEntry(Arc<str>);
+
+impl Leaf for PathEntry {
+    type Key = str;
+    fn key(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Splits `path` into parent path and child name; `None` for `/` and malformed paths.
+fn split_parent(path: &str) -> Option<(&str, &str)> {
+    if !path.starts_with('/') || path.len() < 2 {
+        return None;
+    }
+    let slash = path.rfind('/')?;
+    let parent = if slash == 0 { "/" } else { &path[..slash] };
+    let name = &path[slash + 1..];
+    (!name.is_empty()).then_some((parent, name))
+}
+
+/// The names along `path` below the root (not for `/` itself); `None` if malformed.
+fn components(path: &str) -> Option<std::str::Split<'_, char>> {
+    if !path.starts_with('/') || path.ends_with('/') {
+        return None;
+    }
+    Some(path[1..].split('/'))
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Tree::new()
+    }
+}
+
+impl Tree {
+    /// A fresh tree as a new ZooKeeper server has it: `/`, `/zookeeper`, `/zookeeper/quota` and
+    /// `/zookeeper/config` (read-only to the world, aversion -1), all with zero stats.
+    pub fn new() -> Tree {
+        let acls = Arc::new(SharedInterner::default());
+        let open = acls.intern(&Acl::open_unsafe());
+        let empty = |name: &'static str, acl| {
+            Node::new(NewNode {
+                name: name.as_bytes(),
+                data: Some(&[]),
+                acl,
+                ephemeral_owner: 0,
+                zxid: 0,
+                time: 0,
+            })
+        };
+        let mut config = empty("config", acls.intern(&Acl::read_unsafe()));
+        config.meta_mut().aversion = -1;
+        let mut zookeeper = empty("zookeeper", open.clone());
+        zookeeper
+            .meta_mut()
+            .children
+            .insert(empty("quota", open.clone()));
+        zookeeper.meta_mut().children.insert(config);
+        let mut root = empty("", open);
+        root.meta_mut().children.insert(zookeeper);
+        let mut tree = Tree {
+            root,
+            sessions: Trie::default(),
+            ephemerals: Trie::default(),
+            containers: Trie::default(),
+            ttls: Trie::default(),
+            node_count: 4,
+            digest: 0,
+            last_zxid: 0,
+            acls,
+        };
+        for path in ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
+            if let Some(node) = tree.find_mut(path) {
+                let (_, new) = node.refresh_digest(path);
+                tree.digest = tree.digest.wrapping_add(u64::from(new));
+            }
+        }
+        tree
+    }
+
+    fn find(&self, path: &str) -> Option<&Node> {
+        let mut node = &self.root;
+        if path == "/" {
+            return Some(node);
+        }
+        for name in components(path)? {
+            node = node.meta().children.get(name.as_bytes())?;
+        }
+        Some(node)
+    }
+
+    /// The node at `path`, unsharing it and its ancestors (check existence with `find` first).
+    fn find_mut(&mut self, path: &str) -> Option<&mut Node> {
+        let mut node = &mut self.root;
+        if path == "/" {
+            return Some(node);
+        }
+        for name in components(path)? {
+            node = node.meta_mut().children.get_mut(name.as_bytes())?;
+        }
+        Some(node)
+    }
+
+    // ----- reads -----
+
+    /// `getData`: the data (`None` for null data) and the Stat.
+    pub fn get_data(&self, path: &str) -> Option<(Option<Bytes>, Stat)> {
+        self.find(path).map(|node| (node.data_bytes(), node.stat()))
+    }
+
+    /// `exists`.
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.find(path).map(Node::stat)
+    }
+
+    /// The stat as stored, with `cversion` counting child creates only: what prep needs to
+    /// fill `parent_cversion` (stored + 1) and to name sequential nodes (stored).
+    pub fn persisted_stat(&self, path: &str) -> Option<StatPersisted> {
+        self.find(path).map(Node::persisted_stat)
+    }
+
+    /// `getChildren`: child names in trie order.
+    pub fn children(&self, path: &str) -> Option<Vec<String>> {
+        self.find(path).map(child_names)
+    }
+
+    /// `getChildren2`: child names in trie order, and the Stat.
+    pub fn children_with_stat(&self, path: &str) -> Option<(Vec<String>, Stat)> {
+        self.find(path).map(|node| (child_names(node), node.stat()))
+    }
+
+    /// `getACL`: the ACL list and the Stat.
+    pub fn acl(&self, path: &str) -> Option<(Vec<Acl>, Stat)> {
+        self.find(path)
+            .map(|node| (node.meta().acl.as_ref().clone(), node.stat()))
+    }
+
+    /// `getAllChildrenNumber`: how many nodes lie below `path` (all depths).
+    pub fn all_children_number(&self, path: &str) -> Option<u64> {
+        if path == "/" {
+            return Some(self.node_count - 1);
+        }
+        let node = self.find(path)?;
+        let mut count = 0u64;
+        let mut stack = vec![node.clone()];
+        while let Some(node) = stack.pop() {
+            node.meta().children.for_each(|child| {
+                count += 1;
+                if !child.meta().children.is_empty() {
+                    stack.push(child.clone());
+                }
+            });
+        }
+        Some(count)
+    }
+
+    /// `getEphemerals`: paths of the ephemeral nodes `session` owns that start with `prefix`
+    /// (all of them for `/` or an empty prefix), in no particular order.
+    pub fn ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(entry) = self.ephemerals.get(&session) {
+            let all = prefix.is_empty() || prefix == "/";
+            entry.paths.for_each(|path| {
+                if all || path.0.starts_with(prefix) {
+                    out.push(path.0.to_string());
+                }
+            });
+        }
+        out
+    }
+
+    /// The session's timeout, if the session is open.
+    pub fn session_timeout_ms(&self, session: i64) -> Option<i32> {
+        self.sessions.get(&session).map(|entry| entry.timeout_ms)
+    }
+
+    /// Every open session with its timeout in milliseconds, in no particular order.
+    pub fn sessions(&self) -> Vec<(i64, i32)> {
+        let mut out = Vec::with_capacity(self.sessions.len());
+        self.sessions
+            .for_each(|entry| out.push((entry.id, entry.timeout_ms)));
+        out
+    }
+
+    /// Container and TTL nodes the leader should delete now (with `DeleteContainer` txns):
+    /// containers that had a child once (cversion > 0) and have none now, and TTL nodes
+    /// without children whose last change is more than their TTL before `now_ms`.
+    pub fn deletion_candidates(&self, now_ms: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        self.containers.for_each(|entry| {
+            if let Some(node) = self.find(&entry.0) {
+                let meta = node.meta();
+                if meta.cversion > 0 && meta.children.is_empty() {
+                    out.push(entry.0.to_string());
+                }
+            }
+        });
+        self.ttls.for_each(|entry| {
+            if let Some(node) = self.find(&entry.0) {
+                let meta = node.meta();
+                let NodeKind::Ttl { ttl_ms } = NodeKind::from_ephemeral_owner(meta.ephemeral_owner)
+                else {
+                    return;
+                };
+                if meta.children.is_empty() && now_ms.saturating_sub(meta.mtime) > ttl_ms {
+                    out.push(entry.0.to_string());
+                }
+            }
+        });
+        out
+    }
+
+    /// The zxid of the newest txn applied.
+    pub fn last_zxid(&self) -> Zxid {
+        Zxid(self.last_zxid)
+    }
+
+    /// The tree digest (as in `TxnDigest::tree_digest`, version `DIGEST_VERSION`).
+    pub fn digest(&self) -> i64 {
+        self.digest as i64
+    }
+
+    /// Number of znodes, the root and `/zookeeper` ones included.
+    pub fn node_count(&self) -> u64 {
+        self.node_count
+    }
+
+    /// Number of distinct ACL lists the writer has interned (shared by all nodes using them).
+    pub fn acl_list_count(&self) -> usize {
+        self.acls.len()
+    }
+}
+
+/// One node as the snapshot writer sees it (see `Tree::for_each_node`).
+pub struct NodeRef<'a>(&'a Node);
+
+impl NodeRef<'_> {
+    pub fn persisted_stat(&self) -> StatPersisted {
+        self.0.persisted_stat()
+    }
+
+    /// The data, `None` for null data.
+    pub fn data(&self) -> Option<&[u8]> {
+        self.0.data()
+    }
+
+    pub fn acl(&self) -> &[Acl] {
+        self.0.meta().acl.as_slice()
+    }
+
+    /// An id equal for nodes that share one interned ACL list (to store each list once).
+    pub fn acl_id(&self) -> usize {
+        self.0.meta().acl.heap_ptr() as usize
+    }
+}
+
+impl Tree {
+    /// Visits every node, parents before children (the root first), with its full path.
+    pub fn for_each_node(&self, mut visit: impl FnMut(&str, NodeRef<'_>)) {
+        visit("/", NodeRef(&self.root));
+        let mut stack = vec![(String::new(), self.root.clone())];
+        while let Some((path, node)) = stack.pop() {
+            node.meta().children.for_each(|child| {
+                let child_path = format!("{path}/{}", String::from_utf8_lossy(child.name()));
+                visit(&child_path, NodeRef(child));
+                if !child.meta().children.is_empty() {
+                    stack.push((child_path, child.clone()));
+                }
+            });
+        }
+    }
+
+    /// Puts a node back as a snapshot recorded it: parents first (as `for_each_node` visits
+    /// them). An existing node (the initial ones) is overwritten in place.
+    pub fn restore_node(
+        &mut self,
+        path: &str,
+        stat: &StatPersisted,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+    ) -> Result<(), ErrorCode> {
+        let acl = self.acls.intern(acl);
+        let existed = self.find(path).is_some();
+        if path != "/" {
+            let (parent_path, _) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+            self.find(parent_path).ok_or(ErrorCode::NoNode)?;
+        }
+        if existed {
+            let old = self.find(path).map(|node| node.meta().ephemeral_owner);
+            self.unindex_kind(path, old.unwrap_or(0));
+        }
+        let (old, new) = self.put_restored(path, stat, data, acl)?;
+        self.replace_digest(old, new);
+        if !existed {
+            self.node_count += 1;
+        }
+        self.index_kind(path, stat.ephemeral_owner);
+        self.last_zxid = self.last_zxid.max(stat.mzxid).max(stat.czxid);
+        Ok(())
+    }
+
+    /// Puts a session back as a snapshot recorded it.
+    pub fn restore_session(&mut self, session: i64, timeout_ms: i32) {
+        self.sessions.insert(SessionEntry {
+            id: session,
+            timeout_ms,
+        });
+    }
+
+    /// Sets the zxid the restored state corresponds to (the snapshot's zxid).
+    pub fn restore_last_zxid(&mut self, zxid: Zxid) {
+        self.last_zxid = zxid.0;
+    }
+}
+
+fn child_names(node: &Node) -> Vec<String> {
+    let mut names = Vec::with_capacity(node.meta().children.len());
+    node.meta()
+        .children
+        .for_each(|child| names.push(String::from_utf8_lossy(child.name()).into_owned()));
+    names
+}
+
+#[cfg(test)]
+mod tests;

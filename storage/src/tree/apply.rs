@@ -1,0 +1,552 @@
+//! Applying committed txns: the Stat bookkeeping of every op, the per-op results the server
+//! replies with, and the watch triggers it fires.
+//!
+//! Every txn field is absolute (new version, parent cversion, paths of an ended session), so
+//! applying a txn again leaves the tree as it was: a create of an existing node fails with
+//! NodeExists and changes nothing, a parent's cversion and pzxid only move forward. A multi is
+//! all or nothing: if one op fails, the tree is left as before the multi.
+
+use std::sync::Arc;
+
+use zinc_protocol::txn::{CloseSessionTxn, Txn, TxnHeader};
+use zinc_protocol::{Acl, ErrorCode, Stat, StatPersisted, Zxid};
+
+use super::acl::AclRef;
+use super::kinds::{ttl_ephemeral_owner, NodeKind, CONTAINER_EPHEMERAL_OWNER};
+use super::node::{NewNode, Node, NAME_BYTES_MAX};
+use super::trie::Trie;
+use super::{split_parent, OwnerEntry, PathEntry, SessionEntry, Tree};
+
+/// A watch event type, with the numbers of `Watcher.Event.EventType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum WatchEvent {
+    NodeCreated = 1,
+    NodeDeleted = 2,
+    NodeDataChanged = 3,
+    NodeChildrenChanged = 4,
+}
+
+/// An event the server must deliver to the watches on `path` (for `NodeChildrenChanged`, the
+/// parent whose children changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchTrigger {
+    pub path: String,
+    pub event: WatchEvent,
+}
+
+/// The result of one op, for the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    /// A create of any kind; the Stat is sent for create2, container and TTL creates.
+    Created {
+        path: String,
+        stat: Stat,
+    },
+    Deleted,
+    DataSet {
+        stat: Stat,
+    },
+    AclSet {
+        stat: Stat,
+    },
+    Checked,
+    SessionCreated,
+    SessionClosed,
+    Multi(Vec<OpResult>),
+    /// A failed op. Inside a failed multi the ops before the failing one report `Ok` and the
+    /// ops after it `RuntimeInconsistency`, as ZooKeeper's `ErrorResult`s do.
+    Error(ErrorCode),
+}
+
+/// What applying one txn did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub zxid: Zxid,
+    /// `Ok`, or the error of the op (the first failing op of a multi).
+    pub err: ErrorCode,
+    pub result: OpResult,
+    /// In the order the changes happened.
+    pub triggers: Vec<WatchTrigger>,
+}
+
+/// A create of any kind, reduced to what the tree needs.
+struct CreateSpec<'a> {
+    path: &'a str,
+    data: Option<&'a [u8]>,
+    acl: &'a [Acl],
+    ephemeral_owner: i64,
+    parent_cversion: i32,
+}
+
+/// The header fields every op of a txn uses.
+#[derive(Clone, Copy)]
+struct Context {
+    client_id: i64,
+    zxid: i64,
+    time: i64,
+}
+
+type OpOutcome = Result<OpResult, ErrorCode>;
+
+impl Tree {
+    /// Applies one committed txn. Never panics on bad input: a txn that cannot apply (a
+    /// missing parent, a malformed path) yields an error result and leaves the tree unchanged
+    /// (apart from what ZooKeeper also changes, see `delete`).
+    pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> ApplyOutcome {
+        let context = Context {
+            client_id: header.client_id,
+            zxid: header.zxid,
+            time: header.time,
+        };
+        let mut triggers = Vec::new();
+        let result = match txn {
+            Txn::Multi(ops) => self.apply_multi(context, ops, &mut triggers),
+            Txn::CreateSession(body) => {
+                self.sessions.insert(SessionEntry {
+                    id: context.client_id,
+                    timeout_ms: body.time_out,
+                });
+                OpResult::SessionCreated
+            }
+            Txn::CloseSession(body) => self.close_session(context, body, &mut triggers),
+            single => self
+                .apply_op(context, single, &mut triggers)
+                .unwrap_or_else(OpResult::Error),
+        };
+        self.last_zxid = self.last_zxid.max(header.zxid);
+        let err = first_error(&result);
+        ApplyOutcome {
+            zxid: Zxid(header.zxid),
+            err,
+            result,
+            triggers,
+        }
+    }
+
+    /// One op that may appear in a multi.
+    fn apply_op(&mut self, context: Context, txn: &Txn, out: &mut Vec<WatchTrigger>) -> OpOutcome {
+        let created = |path: &str, stat| OpResult::Created {
+            path: path.to_owned(),
+            stat,
+        };
+        match txn {
+            Txn::Create(body) | Txn::Create2(body) => {
+                let spec = CreateSpec {
+                    path: &body.path,
+                    data: body.data.as_deref(),
+                    acl: &body.acl,
+                    ephemeral_owner: if body.ephemeral { context.client_id } else { 0 },
+                    parent_cversion: body.parent_cversion,
+                };
+                let outcome = self.create(context, &spec, out);
+                if matches!(txn, Txn::Create(_)) && outcome == Err(ErrorCode::NodeExists) {
+                    self.advance_parent_cversion(context, &spec);
+                }
+                outcome.map(|stat| created(&body.path, stat))
+            }
+            Txn::CreateContainer(body) => {
+                let spec = CreateSpec {
+                    path: &body.path,
+                    data: body.data.as_deref(),
+                    acl: &body.acl,
+                    ephemeral_owner: CONTAINER_EPHEMERAL_OWNER,
+                    parent_cversion: body.parent_cversion,
+                };
+                let stat = self.create(context, &spec, out)?;
+                Ok(created(&body.path, stat))
+            }
+            Txn::CreateTtl(body) => {
+                let owner = ttl_ephemeral_owner(body.ttl).ok_or(ErrorCode::BadArguments)?;
+                let spec = CreateSpec {
+                    path: &body.path,
+                    data: body.data.as_deref(),
+                    acl: &body.acl,
+                    ephemeral_owner: owner,
+                    parent_cversion: body.parent_cversion,
+                };
+                let stat = self.create(context, &spec, out)?;
+                Ok(created(&body.path, stat))
+            }
+            Txn::Delete(body) | Txn::DeleteContainer(body) => {
+                self.delete(context, &body.path, out)?;
+                Ok(OpResult::Deleted)
+            }
+            Txn::SetData(body) => {
+                let data = body.data.as_deref();
+                let stat = self.set_data(context, &body.path, data, body.version, out)?;
+                Ok(OpResult::DataSet { stat })
+            }
+            Txn::SetAcl(body) => {
+                let stat = self.set_acl(&body.path, &body.acl, body.version)?;
+                Ok(OpResult::AclSet { stat })
+            }
+            Txn::Check(_) => Ok(OpResult::Checked),
+            Txn::Error(body) => Err(error_code(body.err)),
+            Txn::Multi(_) | Txn::CreateSession(_) | Txn::CloseSession(_) => {
+                Err(ErrorCode::BadArguments)
+            }
+        }
+    }
+
+    /// All ops or none. A multi that prep already failed carries `Error` ops and changes nothing.
+    fn apply_multi(
+        &mut self,
+        context: Context,
+        ops: &[Txn],
+        out: &mut Vec<WatchTrigger>,
+    ) -> OpResult {
+        if ops.iter().any(|op| matches!(op, Txn::Error(_))) {
+            let mut failed = false;
+            let results = ops
+                .iter()
+                .map(|op| match op {
+                    Txn::Error(body) => {
+                        failed = true;
+                        OpResult::Error(error_code(body.err))
+                    }
+                    _ if failed => OpResult::Error(ErrorCode::RuntimeInconsistency),
+                    _ => OpResult::Error(ErrorCode::Ok),
+                })
+                .collect();
+            return OpResult::Multi(results);
+        }
+        let before = self.clone();
+        let triggers_before = out.len();
+        let mut results = Vec::with_capacity(ops.len());
+        for (index, op) in ops.iter().enumerate() {
+            match self.apply_op(context, op, out) {
+                Ok(result) => results.push(result),
+                Err(code) => {
+                    *self = before;
+                    out.truncate(triggers_before);
+                    let results = (0..ops.len())
+                        .map(|at| match at.cmp(&index) {
+                            std::cmp::Ordering::Less => OpResult::Error(ErrorCode::Ok),
+                            std::cmp::Ordering::Equal => OpResult::Error(code),
+                            std::cmp::Ordering::Greater => {
+                                OpResult::Error(ErrorCode::RuntimeInconsistency)
+                            }
+                        })
+                        .collect();
+                    return OpResult::Multi(results);
+                }
+            }
+        }
+        OpResult::Multi(results)
+    }
+
+    /// Ends a session: drops it from the session table, deletes the listed nodes, then any
+    /// other ephemeral node it still owns (missing nodes are skipped).
+    fn close_session(
+        &mut self,
+        context: Context,
+        body: &CloseSessionTxn,
+        out: &mut Vec<WatchTrigger>,
+    ) -> OpResult {
+        self.sessions.remove(&context.client_id);
+        for path in &body.paths_to_delete {
+            // NoNode here means the node is already gone (a replay): nothing to do.
+            let _ = self.delete(context, path, out);
+        }
+        if let Some(entry) = self.ephemerals.get(&context.client_id) {
+            let mut left: Vec<Arc<str>> = entry.paths.to_vec().into_iter().map(|p| p.0).collect();
+            left.sort();
+            for path in left {
+                let _ = self.delete(context, &path, out);
+            }
+        }
+        OpResult::SessionClosed
+    }
+
+    fn create(
+        &mut self,
+        context: Context,
+        spec: &CreateSpec<'_>,
+        out: &mut Vec<WatchTrigger>,
+    ) -> Result<Stat, ErrorCode> {
+        if spec.path == "/" {
+            return Err(ErrorCode::NodeExists);
+        }
+        let (parent_path, name) = split_parent(spec.path).ok_or(ErrorCode::BadArguments)?;
+        if name.len() > NAME_BYTES_MAX {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent = self.find(parent_path).ok_or(ErrorCode::NoNode)?;
+        if parent.meta().children.contains(name.as_bytes()) {
+            return Err(ErrorCode::NodeExists);
+        }
+        let mut child = Node::new(NewNode {
+            name: name.as_bytes(),
+            data: spec.data,
+            acl: self.acls.intern(spec.acl),
+            ephemeral_owner: spec.ephemeral_owner,
+            zxid: context.zxid,
+            time: context.time,
+        });
+        let (_, child_digest) = child.refresh_digest(spec.path);
+        let stat = child.stat();
+        let (old, new) = {
+            let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
+            let meta = parent.meta_mut();
+            let cversion = match spec.parent_cversion {
+                -1 => meta.cversion.wrapping_add(1),
+                given => given,
+            };
+            if cversion > meta.cversion {
+                meta.cversion = cversion;
+                meta.pzxid = context.zxid;
+            }
+            meta.children.insert(child);
+            parent.refresh_digest(parent_path)
+        };
+        self.digest = self
+            .digest
+            .wrapping_sub(u64::from(old))
+            .wrapping_add(u64::from(new))
+            .wrapping_add(u64::from(child_digest));
+        self.node_count += 1;
+        self.index_kind(spec.path, spec.ephemeral_owner);
+        out.push(trigger(spec.path, WatchEvent::NodeCreated));
+        out.push(trigger(parent_path, WatchEvent::NodeChildrenChanged));
+        Ok(stat)
+    }
+
+    /// A create of a node that exists still moves the parent's cversion (and pzxid) forward
+    /// to the txn's value, as ZooKeeper does for plain creates during replay.
+    fn advance_parent_cversion(&mut self, context: Context, spec: &CreateSpec<'_>) {
+        let Some((parent_path, _)) = split_parent(spec.path) else {
+            return;
+        };
+        let Some(parent) = self.find(parent_path) else {
+            return;
+        };
+        let cversion = match spec.parent_cversion {
+            -1 => parent.meta().cversion.wrapping_add(1),
+            given => given,
+        };
+        if cversion <= parent.meta().cversion {
+            return;
+        }
+        if let Some(parent) = self.find_mut(parent_path) {
+            let meta = parent.meta_mut();
+            meta.cversion = cversion;
+            meta.pzxid = context.zxid;
+            let (old, new) = parent.refresh_digest(parent_path);
+            self.replace_digest(old, new);
+        }
+    }
+
+    /// Deletes `path` and anything below it (a txn only deletes leaves; a subtree can be
+    /// found only when replaying, where the later txns recreate what belongs there). The
+    /// parent's pzxid moves forward even when the child is already gone, as in ZooKeeper.
+    fn delete(
+        &mut self,
+        context: Context,
+        path: &str,
+        out: &mut Vec<WatchTrigger>,
+    ) -> Result<(), ErrorCode> {
+        let (parent_path, name) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+        let parent = self.find(parent_path).ok_or(ErrorCode::NoNode)?;
+        let exists = parent.meta().children.contains(name.as_bytes());
+        if !exists && context.zxid <= parent.meta().pzxid {
+            return Err(ErrorCode::NoNode);
+        }
+        let (removed, old, new) = {
+            let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
+            let meta = parent.meta_mut();
+            meta.pzxid = meta.pzxid.max(context.zxid);
+            let removed = meta.children.remove(name.as_bytes());
+            let (old, new) = parent.refresh_digest(parent_path);
+            (removed, old, new)
+        };
+        self.replace_digest(old, new);
+        let removed = removed.ok_or(ErrorCode::NoNode)?;
+        self.forget_subtree(path, &removed);
+        out.push(trigger(path, WatchEvent::NodeDeleted));
+        out.push(trigger(parent_path, WatchEvent::NodeChildrenChanged));
+        Ok(())
+    }
+
+    /// Takes a removed node and its descendants out of the digest, the count and the indexes.
+    fn forget_subtree(&mut self, path: &str, removed: &Node) {
+        let mut stack = vec![(path.to_owned(), removed.clone())];
+        while let Some((path, node)) = stack.pop() {
+            let meta = node.meta();
+            self.digest = self.digest.wrapping_sub(u64::from(meta.digest));
+            self.node_count -= 1;
+            self.unindex_kind(&path, meta.ephemeral_owner);
+            meta.children.for_each(|child| {
+                let name = String::from_utf8_lossy(child.name());
+                stack.push((format!("{path}/{name}"), child.clone()));
+            });
+        }
+    }
+
+    fn set_data(
+        &mut self,
+        context: Context,
+        path: &str,
+        data: Option<&[u8]>,
+        version: i32,
+        out: &mut Vec<WatchTrigger>,
+    ) -> Result<Stat, ErrorCode> {
+        self.find(path).ok_or(ErrorCode::NoNode)?;
+        let (stat, old, new) = {
+            let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
+            let mut changed = node.with_data(data);
+            let meta = changed.meta_mut();
+            meta.mtime = context.time;
+            meta.mzxid = context.zxid;
+            meta.version = version;
+            let (old, new) = changed.refresh_digest(path);
+            *node = changed;
+            (node.stat(), old, new)
+        };
+        self.replace_digest(old, new);
+        out.push(trigger(path, WatchEvent::NodeDataChanged));
+        Ok(stat)
+    }
+
+    fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<Stat, ErrorCode> {
+        self.find(path).ok_or(ErrorCode::NoNode)?;
+        let acl = self.acls.intern(acl);
+        let (stat, old, new) = {
+            let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
+            let meta = node.meta_mut();
+            meta.acl = acl;
+            meta.aversion = version;
+            let (old, new) = node.refresh_digest(path);
+            (node.stat(), old, new)
+        };
+        self.replace_digest(old, new);
+        Ok(stat)
+    }
+
+    /// Writes a restored node at `path` (parent known to exist), keeping the children of a
+    /// node that is already there. Returns the (old, new) digest of that node.
+    pub(super) fn put_restored(
+        &mut self,
+        path: &str,
+        stat: &StatPersisted,
+        data: Option<&[u8]>,
+        acl: AclRef,
+    ) -> Result<(u32, u32), ErrorCode> {
+        let name = match split_parent(path) {
+            Some((_, name)) => name,
+            None if path == "/" => "",
+            None => return Err(ErrorCode::BadArguments),
+        };
+        let existing = self.find(path).cloned();
+        let old_digest = existing.as_ref().map_or(0, |node| node.meta().digest);
+        let mut meta = match existing {
+            Some(node) => node.meta().clone(),
+            None => Node::new(NewNode {
+                name: name.as_bytes(),
+                data: None,
+                acl: acl.clone(),
+                ephemeral_owner: 0,
+                zxid: 0,
+                time: 0,
+            })
+            .meta()
+            .clone(),
+        };
+        meta.czxid = stat.czxid;
+        meta.mzxid = stat.mzxid;
+        meta.pzxid = stat.pzxid;
+        meta.ctime = stat.ctime;
+        meta.mtime = stat.mtime;
+        meta.version = stat.version;
+        meta.cversion = stat.cversion;
+        meta.aversion = stat.aversion;
+        meta.ephemeral_owner = stat.ephemeral_owner;
+        meta.acl = acl;
+        let mut node = Node::assemble(meta, name.as_bytes(), data);
+        let (_, new_digest) = node.refresh_digest(path);
+        match split_parent(path) {
+            None => self.root = node,
+            Some((parent_path, _)) => {
+                let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
+                parent.meta_mut().children.insert(node);
+            }
+        }
+        Ok((old_digest, new_digest))
+    }
+
+    pub(super) fn replace_digest(&mut self, old: u32, new: u32) {
+        self.digest = self
+            .digest
+            .wrapping_sub(u64::from(old))
+            .wrapping_add(u64::from(new));
+    }
+
+    pub(super) fn index_kind(&mut self, path: &str, ephemeral_owner: i64) {
+        let entry = PathEntry(Arc::from(path));
+        match NodeKind::from_ephemeral_owner(ephemeral_owner) {
+            NodeKind::Persistent => {}
+            NodeKind::Container => {
+                self.containers.insert(entry);
+            }
+            NodeKind::Ttl { .. } => {
+                self.ttls.insert(entry);
+            }
+            NodeKind::Ephemeral { owner } => {
+                if let Some(owned) = self.ephemerals.get_mut(&owner) {
+                    owned.paths.insert(entry);
+                } else {
+                    let mut paths = Trie::default();
+                    paths.insert(entry);
+                    self.ephemerals.insert(OwnerEntry { owner, paths });
+                }
+            }
+        }
+    }
+
+    pub(super) fn unindex_kind(&mut self, path: &str, ephemeral_owner: i64) {
+        match NodeKind::from_ephemeral_owner(ephemeral_owner) {
+            NodeKind::Persistent => {}
+            NodeKind::Container => {
+                self.containers.remove(path);
+            }
+            NodeKind::Ttl { .. } => {
+                self.ttls.remove(path);
+            }
+            NodeKind::Ephemeral { owner } => {
+                let now_empty = match self.ephemerals.get_mut(&owner) {
+                    Some(owned) => {
+                        owned.paths.remove(path);
+                        owned.paths.is_empty()
+                    }
+                    None => false,
+                };
+                if now_empty {
+                    self.ephemerals.remove(&owner);
+                }
+            }
+        }
+    }
+}
+
+fn trigger(path: &str, event: WatchEvent) -> WatchTrigger {
+    WatchTrigger {
+        path: path.to_owned(),
+        event,
+    }
+}
+
+fn error_code(err: i32) -> ErrorCode {
+    ErrorCode::from_i32(err).unwrap_or(ErrorCode::SystemError)
+}
+
+fn first_error(result: &OpResult) -> ErrorCode {
+    match result {
+        OpResult::Error(code) => *code,
+        OpResult::Multi(results) => results
+            .iter()
+            .map(first_error)
+            .find(|code| *code != ErrorCode::Ok)
+            .unwrap_or(ErrorCode::Ok),
+        _ => ErrorCode::Ok,
+    }
+}
