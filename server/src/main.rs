@@ -9,7 +9,11 @@ use clap::Parser;
 use zinc_server::config::{Config, ConfigError};
 
 #[derive(Debug, Parser)]
-#[command(name = "zinc", version, about = "Zinc: a ZooKeeper-compatible coordination service")]
+#[command(
+    name = "zinc",
+    version,
+    about = "Zinc: a ZooKeeper-compatible coordination service"
+)]
 struct Args {
     /// A ZooKeeper zoo.cfg (plus Zinc's zinc.* keys).
     #[arg(long, short = 'c')]
@@ -72,8 +76,8 @@ fn load(args: &Args) -> Result<Config, ConfigError> {
         config.tick_time_ms = tick;
     }
     if let Some(words) = &args.four_letter_words {
-        config.four_letter_words = (words.trim() != "*")
-            .then(|| words.split(',').map(|w| w.trim().to_owned()).collect());
+        config.four_letter_words =
+            (words.trim() != "*").then(|| words.split(',').map(|w| w.trim().to_owned()).collect());
     }
     if let Some(limit) = args.max_client_cnxns {
         config.max_client_connections_per_ip = limit;

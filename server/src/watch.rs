@@ -172,7 +172,13 @@ impl WatchManager {
         removed_data || removed_child
     }
 
-    fn clear_bits(&mut self, kind: WatchTableKind, path: &str, session: SessionId, bits: u8) -> bool {
+    fn clear_bits(
+        &mut self,
+        kind: WatchTableKind,
+        path: &str,
+        session: SessionId,
+        bits: u8,
+    ) -> bool {
         let Entry::Occupied(mut watchers) = self.table(kind).entry(path.to_owned()) else {
             return false;
         };
@@ -209,7 +215,11 @@ impl WatchManager {
 
     /// Number of (path, session) registrations over both tables.
     pub fn watch_count(&self) -> usize {
-        self.data.values().chain(self.child.values()).map(HashMap::len).sum()
+        self.data
+            .values()
+            .chain(self.child.values())
+            .map(HashMap::len)
+            .sum()
     }
 
     /// Distinct watched paths over both tables.
@@ -313,10 +323,19 @@ mod tests {
         let mut watches = WatchManager::new();
         watches.add_persistent("/a", A, WatchMode::Persistent);
         watches.add_persistent("/a", B, WatchMode::PersistentRecursive);
-        assert_eq!(watches.trigger(EventType::NodeDataChanged, "/a"), vec![A, B]);
-        assert_eq!(watches.trigger(EventType::NodeChildrenChanged, "/a"), vec![A]);
+        assert_eq!(
+            watches.trigger(EventType::NodeDataChanged, "/a"),
+            vec![A, B]
+        );
+        assert_eq!(
+            watches.trigger(EventType::NodeChildrenChanged, "/a"),
+            vec![A]
+        );
         assert_eq!(watches.trigger(EventType::NodeCreated, "/a/b/c"), vec![B]);
-        assert_eq!(watches.trigger(EventType::NodeDataChanged, "/a"), vec![A, B]);
+        assert_eq!(
+            watches.trigger(EventType::NodeDataChanged, "/a"),
+            vec![A, B]
+        );
         assert!(watches.contains("/a", B, WatcherType::PersistentRecursive));
         assert!(watches.remove("/a", B, WatcherType::Any));
         assert!(!watches.remove("/a", B, WatcherType::Any));

@@ -4,13 +4,12 @@
 
 pub mod prep;
 
-use bytes::Bytes;
 use zinc_protocol::path::validate_path;
 use zinc_protocol::records::{
-    AddWatchMode, AuthPacket, ClientInfo, EventType, ExistsRequest, GetAclResponse,
+    AddWatchMode, AuthPacket, ClientInfo, ErrorResponse, EventType, ExistsRequest, GetAclResponse,
     GetAllChildrenNumberResponse, GetChildren2Response, GetChildrenResponse, GetDataResponse,
-    GetEphemeralsResponse, KeeperState, MultiResponse, OpResult, Request, Response, SetWatches2,
-    WatcherEvent, WatcherType, WhoAmIResponse,
+    GetEphemeralsResponse, KeeperState, MultiOp, MultiResponse, OpResult, Request, Response,
+    SetWatches2, WatcherEvent, WatcherType, WhoAmIResponse,
 };
 use zinc_protocol::{perms, Acl, ErrorCode, Id, SessionId};
 use zinc_storage::tree::Tree;
@@ -30,8 +29,8 @@ pub struct Trigger {
 impl Trigger {
     pub fn event(&self) -> WatcherEvent {
         WatcherEvent {
-            event_type: self.event_type.as_i32(),
-            state: KeeperState::SyncConnected.as_i32(),
+            event_type: self.event_type,
+            state: KeeperState::SyncConnected,
             path: self.path.clone(),
         }
     }
@@ -101,13 +100,13 @@ pub fn execute_local(
     let result = match request {
         Request::Exists(r) => exists(root, context, r, watches),
         Request::GetData(r) => get_data(root, context, &r.path, r.watch, watches),
-        Request::GetChildren(r) => {
-            children(root, context, &r.path, r.watch, watches).map(|(children, _)| {
-                Response::GetChildren(GetChildrenResponse { children })
+        Request::GetChildren(r) => children(root, context, &r.path, r.watch, watches)
+            .map(|(children, _)| Response::GetChildren(GetChildrenResponse { children })),
+        Request::GetChildren2(r) => {
+            children(root, context, &r.path, r.watch, watches).map(|(children, stat)| {
+                Response::GetChildren2(GetChildren2Response { children, stat })
             })
         }
-        Request::GetChildren2(r) => children(root, context, &r.path, r.watch, watches)
-            .map(|(children, stat)| Response::GetChildren2(GetChildren2Response { children, stat })),
         Request::GetAcl(r) => get_acl(root, context, &r.path),
         Request::GetAllChildrenNumber(r) => all_children_number(root, context, &r.path),
         Request::GetEphemerals(r) => Ok(ephemerals(root, context, &r.prefix_path)),
@@ -153,7 +152,9 @@ fn exists(
         watches.add(WatchTableKind::Data, &request.path, context.session);
     }
     let stat = root.stat(&request.path).ok_or(ErrorCode::NoNode)?;
-    Ok(Response::Exists(zinc_protocol::records::ExistsResponse { stat }))
+    Ok(Response::Exists(zinc_protocol::records::ExistsResponse {
+        stat,
+    }))
 }
 
 fn readable(root: &Tree, context: &SessionContext, path: &str) -> Result<(), ErrorCode> {
@@ -231,7 +232,9 @@ fn all_children_number(
     readable(root, context, path)?;
     let total = root.all_children_number(path).ok_or(ErrorCode::NoNode)?;
     let total_number = i32::try_from(total).unwrap_or(i32::MAX);
-    Ok(Response::GetAllChildrenNumber(GetAllChildrenNumberResponse { total_number }))
+    Ok(Response::GetAllChildrenNumber(
+        GetAllChildrenNumberResponse { total_number },
+    ))
 }
 
 fn ephemerals(root: &Tree, context: &SessionContext, prefix: &str) -> Response {
@@ -273,7 +276,7 @@ fn add_watch(
         None => return Err(ErrorCode::BadArguments),
     };
     watches.add_persistent(path, context.session, mode);
-    Ok(Response::AddWatch)
+    Ok(Response::AddWatch(ErrorResponse { err: 0 }))
 }
 
 fn who_am_i(context: &SessionContext) -> Response {
@@ -294,15 +297,15 @@ fn who_am_i(context: &SessionContext) -> Response {
 fn multi_read(
     root: &Tree,
     context: &SessionContext,
-    ops: &[Request],
+    ops: &[MultiOp],
     watches: &mut WatchManager,
 ) -> Response {
     let results = ops
         .iter()
         .map(|op| {
             let outcome = match op {
-                Request::GetData(r) => get_data(root, context, &r.path, false, watches),
-                Request::GetChildren(r) => children(root, context, &r.path, false, watches)
+                MultiOp::GetData(r) => get_data(root, context, &r.path, false, watches),
+                MultiOp::GetChildren(r) => children(root, context, &r.path, false, watches)
                     .map(|(children, _)| Response::GetChildren(GetChildrenResponse { children })),
                 _ => Err(ErrorCode::BadArguments),
             };
@@ -321,7 +324,7 @@ fn multi_read(
             }
         })
         .collect();
-    Response::MultiRead(MultiResponse { results })
+    Response::Multi(MultiResponse { results })
 }
 
 /// Re-registers a reconnecting client's watches; fires those whose condition already changed
@@ -336,10 +339,13 @@ fn set_watches(
     let relative = request.relative_zxid;
     let mut events = Vec::new();
     let mut fire = |event_type: EventType, path: &str| {
-        events.push(Trigger {
-            event_type,
-            path: path.to_owned(),
-        }.event());
+        events.push(
+            Trigger {
+                event_type,
+                path: path.to_owned(),
+            }
+            .event(),
+        );
     };
     let session = context.session;
     for path in &request.data_watches {
@@ -377,7 +383,7 @@ pub fn authenticate(packet: &AuthPacket, super_digest: Option<&str>) -> Option<V
     if packet.scheme != "digest" {
         return None;
     }
-    let credentials = std::str::from_utf8(packet.auth.as_ref().map_or(&[][..], Bytes::as_ref)).ok()?;
+    let credentials = std::str::from_utf8(&packet.auth).ok()?;
     let digest = acl::digest_id(credentials)?;
     let mut ids = vec![Id::new("digest", &digest)];
     if super_digest == Some(digest.as_str()) {

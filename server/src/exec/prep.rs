@@ -6,9 +6,9 @@
 
 use zinc_protocol::path::validate_path;
 use zinc_protocol::records::{
-    CheckVersionRequest, CreateMode, EventType, CreateRequest, Create2Response, CreateResponse, DeleteRequest,
-    MultiResponse, OpResult, Request, Response, SetAclRequest, SetAclResponse, SetDataRequest,
-    SetDataResponse, SyncResponse,
+    CheckVersionRequest, Create2Response, CreateMode, CreateRequest, CreateResponse,
+    CreateTtlRequest, DeleteRequest, EventType, MultiOp, MultiResponse, OpResult, Request,
+    Response, SetAclRequest, SetAclResponse, SetDataRequest, SetDataResponse, SyncResponse,
 };
 use zinc_protocol::txn::{
     CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn, CreateTtlTxn,
@@ -41,7 +41,6 @@ pub struct Prepared {
 }
 
 /// The core's state for prep: the newest tree and the zxid counter.
-#[derive(Debug)]
 pub struct Preparer {
     tree: Tree,
     last_zxid: i64,
@@ -78,7 +77,13 @@ impl Preparer {
     }
 
     /// Assigns a zxid, applies, and returns the entry with the tree's outcome.
-    fn commit(&mut self, session: SessionId, xid: i32, now_ms: i64, txn: Txn) -> (TxnEntry, ApplyOutcome) {
+    fn commit(
+        &mut self,
+        session: SessionId,
+        xid: i32,
+        now_ms: i64,
+        txn: Txn,
+    ) -> (TxnEntry, ApplyOutcome) {
         let header = self.header(session, xid, now_ms, &txn);
         let outcome = self.tree.apply(&header, &txn);
         let entry = TxnEntry {
@@ -206,15 +211,7 @@ impl Preparer {
             Request::Create(r) => self.prep_create(r, None, session, auth, false),
             Request::Create2(r) => self.prep_create(r, None, session, auth, true),
             Request::CreateContainer(r) => self.prep_create(r, None, session, auth, true),
-            Request::CreateTtl(r) => {
-                let create = CreateRequest {
-                    path: r.path.clone(),
-                    data: r.data.clone(),
-                    acl: r.acl.clone(),
-                    flags: r.flags,
-                };
-                self.prep_create(&create, Some(r.ttl), session, auth, true)
-            }
+            Request::CreateTtl(r) => self.prep_create_ttl(r, session, auth),
             Request::Delete(r) => self.prep_delete(r, auth),
             Request::SetData(r) => self.prep_set_data(r, auth),
             Request::SetAcl(r) => self.prep_set_acl(r, auth),
@@ -224,8 +221,40 @@ impl Preparer {
         }
     }
 
+    /// One op of a multi; read ops are not allowed in a write multi.
+    fn prep_op(&self, op: &MultiOp, session: SessionId, auth: &[Id]) -> Result<Txn, ErrorCode> {
+        match op {
+            MultiOp::Create(r) => self.prep_create(r, None, session, auth, false),
+            MultiOp::Create2(r) => self.prep_create(r, None, session, auth, true),
+            MultiOp::CreateContainer(r) => self.prep_create(r, None, session, auth, true),
+            MultiOp::CreateTtl(r) => self.prep_create_ttl(r, session, auth),
+            MultiOp::Delete(r) => self.prep_delete(r, auth),
+            MultiOp::SetData(r) => self.prep_set_data(r, auth),
+            MultiOp::Check(r) => self.prep_check(r, auth),
+            MultiOp::GetChildren(_) | MultiOp::GetData(_) => Err(ErrorCode::BadArguments),
+        }
+    }
+
+    fn prep_create_ttl(
+        &self,
+        r: &CreateTtlRequest,
+        session: SessionId,
+        auth: &[Id],
+    ) -> Result<Txn, ErrorCode> {
+        let create = CreateRequest {
+            path: r.path.clone(),
+            data: r.data.clone(),
+            acl: r.acl.clone(),
+            flags: r.flags,
+        };
+        self.prep_create(&create, Some(r.ttl), session, auth, true)
+    }
+
     fn node_acl(&self, path: &str) -> Result<Vec<Acl>, ErrorCode> {
-        self.tree.acl(path).map(|(acl, _)| acl).ok_or(ErrorCode::NoNode)
+        self.tree
+            .acl(path)
+            .map(|(acl, _)| acl)
+            .ok_or(ErrorCode::NoNode)
     }
 
     fn require(&self, path: &str, perm: i32, auth: &[Id]) -> Result<Stat, ErrorCode> {
@@ -249,7 +278,9 @@ impl Preparer {
             return Err(ErrorCode::Unimplemented);
         }
         match (mode.is_ttl(), ttl) {
-            (true, Some(ttl)) if ttl <= 0 || ttl > TTL_MS_MAX => return Err(ErrorCode::BadArguments),
+            (true, Some(ttl)) if ttl <= 0 || ttl > TTL_MS_MAX => {
+                return Err(ErrorCode::BadArguments)
+            }
             (true, None) => return Err(ErrorCode::BadArguments),
             (false, Some(ttl)) if ttl >= 0 => return Err(ErrorCode::BadArguments),
             _ => {}
@@ -355,7 +386,7 @@ impl Preparer {
     /// Preps each op against the state the earlier ops of the same multi leave. On the first
     /// failure every op becomes an error txn: earlier ones Ok, the failing one its code, later
     /// ones RuntimeInconsistency; the tree applies none of them.
-    fn prep_multi(&self, ops: &[Request], session: SessionId, auth: &[Id]) -> Txn {
+    fn prep_multi(&self, ops: &[MultiOp], session: SessionId, auth: &[Id]) -> Txn {
         let mut scratch = self.tree.clone();
         let mut txns = Vec::with_capacity(ops.len());
         let mut failure: Option<(usize, ErrorCode)> = None;
@@ -365,7 +396,7 @@ impl Preparer {
                 last_zxid: self.last_zxid,
                 extended_types: self.extended_types,
             }
-            .prep(op, session, auth);
+            .prep_op(op, session, auth);
             match prepared {
                 Ok(txn) => {
                     let header = TxnHeader {
@@ -443,10 +474,13 @@ fn response_for(request: &Request, outcome: &ApplyOutcome) -> (ErrorCode, Option
                 .zip(&multi.ops)
                 .map(|(result, op)| op_result(result, op))
                 .collect();
-            (ErrorCode::Ok, Some(Response::Multi(MultiResponse { results })))
+            (
+                ErrorCode::Ok,
+                Some(Response::Multi(MultiResponse { results })),
+            )
         }
         (TreeResult::Error(err), _) => (*err, None),
-        (TreeResult::Created { path, stat }, Request::Create(_)) => (
+        (TreeResult::Created { path, .. }, Request::Create(_)) => (
             ErrorCode::Ok,
             Some(Response::Create(CreateResponse { path: path.clone() })),
         ),
@@ -457,20 +491,22 @@ fn response_for(request: &Request, outcome: &ApplyOutcome) -> (ErrorCode, Option
                 stat: *stat,
             })),
         ),
-        (TreeResult::DataSet { stat }, _) => {
-            (ErrorCode::Ok, Some(Response::SetData(SetDataResponse { stat: *stat })))
-        }
-        (TreeResult::AclSet { stat }, _) => {
-            (ErrorCode::Ok, Some(Response::SetAcl(SetAclResponse { stat: *stat })))
-        }
+        (TreeResult::DataSet { stat }, _) => (
+            ErrorCode::Ok,
+            Some(Response::SetData(SetDataResponse { stat: *stat })),
+        ),
+        (TreeResult::AclSet { stat }, _) => (
+            ErrorCode::Ok,
+            Some(Response::SetAcl(SetAclResponse { stat: *stat })),
+        ),
         _ => (outcome.err, None),
     }
 }
 
 /// One op's result inside a multi reply; the request op decides create versus create2.
-fn op_result(result: &TreeResult, op: &Request) -> OpResult {
+fn op_result(result: &TreeResult, op: &MultiOp) -> OpResult {
     match result {
-        TreeResult::Created { path, .. } if matches!(op, Request::Create(_)) => {
+        TreeResult::Created { path, .. } if matches!(op, MultiOp::Create(_)) => {
             OpResult::Create { path: path.clone() }
         }
         TreeResult::Created { path, stat } => OpResult::Create2 {

@@ -84,7 +84,11 @@ fn configuration(shard: &Shard, out: &mut String) {
     let _ = writeln!(out, "dataLogDir={}", config.data_log_dir.display());
     let _ = writeln!(out, "dataLogSize={}", dir_size(&config.data_log_dir));
     let _ = writeln!(out, "tickTime={}", config.tick_time_ms);
-    let _ = writeln!(out, "maxClientCnxns={}", config.max_client_connections_per_ip);
+    let _ = writeln!(
+        out,
+        "maxClientCnxns={}",
+        config.max_client_connections_per_ip
+    );
     let _ = writeln!(out, "minSessionTimeout={}", config.session_timeout_ms_min);
     let _ = writeln!(out, "maxSessionTimeout={}", config.session_timeout_ms_max);
     let _ = writeln!(out, "clientPortListenBacklog=-1");
@@ -94,7 +98,10 @@ fn configuration(shard: &Shard, out: &mut String) {
 fn connections(shard: &Shard, out: &mut String) {
     for conn in shard.connections.borrow().values() {
         let session = conn.session.get().map_or(0, |s| s.0);
-        let op = conn.last_op.get().map_or("NA".to_owned(), |op| format!("{op:?}"));
+        let op = conn
+            .last_op
+            .get()
+            .map_or("NA".to_owned(), |op| format!("{op:?}"));
         let _ = writeln!(
             out,
             " /{}[1](queued={},recved={},sent={},sid=0x{:x},lop={},to={},lzxid=0x{:x})",
@@ -120,7 +127,11 @@ fn environment(out: &mut String) {
     let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let _ = writeln!(out, "os.version={}", release.trim());
-    let _ = writeln!(out, "user.name={}", std::env::var("USER").unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "user.name={}",
+        std::env::var("USER").unwrap_or_default()
+    );
     let dir = std::env::current_dir().unwrap_or_default();
     let _ = writeln!(out, "user.dir={}", dir.display());
 }

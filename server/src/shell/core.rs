@@ -14,9 +14,9 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use zinc_protocol::SessionId;
 
+use crate::config::Config;
 use crate::exec::{Prepared, Preparer};
 use crate::session::{negotiate_timeout_ms, session_password, SessionIdAllocator, SessionTracker};
-use crate::config::Config;
 use crate::shell::messages::{CoreReply, Published, ShardId, ToCore, ToShard};
 use crate::shell::stats::ServerStats;
 
@@ -88,9 +88,8 @@ pub(crate) fn merge_inbox(receivers: Vec<ConnectedReceiver<ToCore>>) -> LocalRec
 }
 
 /// The core's loop: one batch per turn; the expiry timer runs beside it.
-pub(crate) async fn run(core: Core, inbox: LocalReceiver<ToCore>) {
-    let core = Rc::new(std::cell::RefCell::new(core));
-    let tick = Duration::from_millis(core.borrow().config.tick_time_ms as u64);
+pub(crate) async fn run(mut core: Core, inbox: LocalReceiver<ToCore>) {
+    let tick = Duration::from_millis(core.config.tick_time_ms as u64);
     let (expiry_sender, expiry_receiver) = local_channel::new_bounded::<()>(1);
     glommio::spawn_local(async move {
         loop {
@@ -102,30 +101,26 @@ pub(crate) async fn run(core: Core, inbox: LocalReceiver<ToCore>) {
     })
     .detach();
     loop {
-        let first = futures_lite::future::or(
-            async { inbox.recv().await.map(Some) },
-            async { expiry_receiver.recv().await.map(|()| None) },
-        )
+        let first = futures_lite::future::or(async { inbox.recv().await.map(Some) }, async {
+            expiry_receiver.recv().await.map(|()| None)
+        })
         .await;
         let Some(first) = first else {
             return;
         };
         let mut batch = Batch::default();
-        let mut core_ref = core.borrow_mut();
         if let Some(message) = first {
-            core_ref.take(message, &mut batch);
+            core.take(message, &mut batch);
         }
         while batch.requests < BATCH_REQUESTS_MAX {
             match poll_once(inbox.recv()).await {
-                Some(Some(message)) => core_ref.take(message, &mut batch),
+                Some(Some(message)) => core.take(message, &mut batch),
                 _ => break,
             }
         }
-        core_ref.expire_sessions(&mut batch);
-        let sends = core_ref.finish(batch);
-        drop(core_ref);
-        for (sender, message) in sends {
-            let _ = sender.send(message).await;
+        core.expire_sessions(&mut batch);
+        for (shard, message) in core.finish(batch) {
+            let _ = core.to_shards[shard].send(message).await;
         }
     }
 }
@@ -174,7 +169,9 @@ impl Core {
                     self.config.session_timeout_ms_max,
                 );
                 let session = self.ids.allocate();
-                let prepared = self.preparer.create_session(session, timeout_ms, now as i64);
+                let prepared = self
+                    .preparer
+                    .create_session(session, timeout_ms, now as i64);
                 self.tracker.add(session, timeout_ms, now);
                 self.owners.insert(session, shard);
                 batch.changed = true;
@@ -193,7 +190,9 @@ impl Core {
                 self.tracker.touch(session, now);
                 if let Some(previous) = self.owners.insert(session, shard) {
                     if previous != shard {
-                        batch.replies.push((previous, CoreReply::SessionMoved { session }));
+                        batch
+                            .replies
+                            .push((previous, CoreReply::SessionMoved { session }));
                     }
                 }
             }
@@ -231,7 +230,7 @@ impl Core {
     }
 
     /// Publishes the batch: one message per shard with the shared root and its replies.
-    fn finish(&mut self, batch: Batch) -> Vec<(&ConnectedSender<ToShard>, ToShard)> {
+    fn finish(&mut self, batch: Batch) -> Vec<(usize, ToShard)> {
         let published = (batch.changed || !batch.ended_sessions.is_empty()).then(|| {
             Arc::new(Published {
                 root: self.preparer.tree().clone(),
@@ -248,16 +247,16 @@ impl Core {
                 replies.push(reply);
             }
         }
-        self.to_shards
-            .iter()
-            .zip(per_shard)
+        per_shard
+            .into_iter()
+            .enumerate()
             .filter(|(_, replies)| published.is_some() || !replies.is_empty())
-            .map(|(sender, replies)| {
+            .map(|(shard, replies)| {
                 let message = ToShard {
                     published: published.clone(),
                     replies,
                 };
-                (sender, message)
+                (shard, message)
             })
             .collect()
     }

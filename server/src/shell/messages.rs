@@ -36,13 +36,15 @@ pub enum ToCore {
         timeout_ms_requested: i32,
     },
     /// A session resumed on `shard` (it may have moved from another shard).
-    Reattach { shard: ShardId, session: SessionId },
+    Reattach {
+        shard: ShardId,
+        session: SessionId,
+    },
     /// Sessions that showed life since the last report.
     Touch(Vec<SessionId>),
 }
 
 /// A committed state the shards switch to, shared by all shards.
-#[derive(Debug)]
 pub struct Published {
     pub root: Tree,
     /// Watch events caused by the batch, in zxid order.
@@ -72,7 +74,6 @@ pub enum CoreReply {
     SessionMoved { session: SessionId },
 }
 
-#[derive(Debug)]
 pub struct ToShard {
     pub published: Option<Arc<Published>>,
     pub replies: Vec<CoreReply>,

@@ -122,8 +122,9 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                     }
                 };
                 let _ = bound.send(Ok(()));
-                let to_core = to_core.connect().await;
+                // Same order as the core: its senders to the shards first, then its receivers.
                 let from_core = from_core.connect().await;
+                let to_core = to_core.connect().await;
                 let shard = shard::Shard::new(index as u16, config, stats, root, to_core);
                 shard::run(shard, listener, from_core).await;
             })

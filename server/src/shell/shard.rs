@@ -30,7 +30,9 @@ use crate::config::Config;
 use crate::exec::{self, LocalOutcome, SessionContext};
 use crate::session::{session_password, PASSWORD_BYTES};
 use crate::shell::admin;
-use crate::shell::messages::{ConnToken, CoreReply, Published, ShardId, ToCore, ToShard, WriteRequest};
+use crate::shell::messages::{
+    ConnToken, CoreReply, Published, ShardId, ToCore, ToShard, WriteRequest,
+};
 use crate::shell::stats::ServerStats;
 use crate::watch::WatchManager;
 
@@ -79,13 +81,13 @@ impl Conn {
 
     /// Appends one framed record (header + optional body).
     fn send(&self, header: &ReplyHeader, body: Option<&dyn Encode>) {
-        let mut payload = BytesMut::new();
-        header.encode(&mut payload);
-        if let Some(body) = body {
-            body.encode_into(&mut payload);
-        }
         let mut out = self.outbound.borrow_mut();
-        encode_frame(&payload, &mut out);
+        encode_frame(&mut out, |frame| {
+            header.encode(frame);
+            if let Some(body) = body {
+                body.encode_into(frame);
+            }
+        });
         self.packets_sent.set(self.packets_sent.get() + 1);
         self.last_zxid.set(header.zxid.max(self.last_zxid.get()));
         drop(out);
@@ -185,8 +187,8 @@ pub(crate) async fn run(
     listener: TcpListener,
     from_core: ConnectedReceiver<ToShard>,
 ) {
-    let batches = glommio::spawn_local(apply_batches(shard.clone(), from_core));
-    let touches = glommio::spawn_local(report_touches(shard.clone()));
+    glommio::spawn_local(apply_batches(shard.clone(), from_core)).detach();
+    glommio::spawn_local(report_touches(shard.clone())).detach();
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -198,11 +200,6 @@ pub(crate) async fn run(
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
-    }
-    #[allow(unreachable_code)]
-    {
-        drop(batches);
-        drop(touches);
     }
 }
 
@@ -240,8 +237,12 @@ fn release(shard: &Shard, peer: SocketAddr) {
 }
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let Ok(peer) = stream.peer_addr() else {
-        return;
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(error) => {
+            eprintln!("zinc: connection without a peer address: {error}");
+            return;
+        }
     };
     if !admit(&shard, peer) {
         eprintln!("zinc: too many connections from {}: refused", peer.ip());
@@ -272,7 +273,10 @@ fn forget_connection(shard: &Shard, conn: &Rc<Conn>) {
     shard.connections.borrow_mut().remove(&conn.token);
     if let Some(session) = conn.session.get() {
         let mut sessions = shard.sessions.borrow_mut();
-        if sessions.get(&session).is_some_and(|owner| Rc::ptr_eq(owner, conn)) {
+        if sessions
+            .get(&session)
+            .is_some_and(|owner| Rc::ptr_eq(owner, conn))
+        {
             sessions.remove(&session);
             shard.watches.borrow_mut().remove_session(session);
         }
@@ -308,7 +312,7 @@ async fn read_loop(
     conn: &Rc<Conn>,
     mut reader: futures_lite::io::ReadHalf<TcpStream>,
 ) -> Result<(), String> {
-    let mut decoder = FrameDecoder::new(shard.config.frame_bytes_max);
+    let decoder = FrameDecoder::new(shard.config.frame_bytes_max);
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut first = true;
@@ -444,7 +448,13 @@ fn execute_local(
     let root = shard.root.borrow().clone();
     let outcome = {
         let mut watches = shard.watches.borrow_mut();
-        exec::execute_local(&root, &context, &request, &mut watches, shard.last_zxid.get())
+        exec::execute_local(
+            &root,
+            &context,
+            &request,
+            &mut watches,
+            shard.last_zxid.get(),
+        )
     };
     match outcome {
         LocalOutcome::Reply { err, response } => {
@@ -520,14 +530,17 @@ async fn handle_connect(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Res
     }
     let read_only = request.read_only;
     if request.session_id == 0 {
-        shard.connections.borrow_mut().insert(conn.token, conn.clone());
+        shard
+            .connections
+            .borrow_mut()
+            .insert(conn.token, conn.clone());
         conn.timeout_ms.set(0);
         // Mark the connection as waiting: `session` stays None until the core answers.
         conn.last_op.set(Some(OpCode::CreateSession));
         let message = ToCore::CreateSession {
             shard: shard.id,
             token: conn.token,
-            timeout_ms_requested: request.time_out,
+            timeout_ms_requested: request.timeout_ms,
         };
         shard.send_to_core(message).await;
         wait_for_session(conn).await;
@@ -540,7 +553,7 @@ async fn handle_connect(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Res
         // Expired or unknown: ZooKeeper answers with a zero timeout and closes.
         let response = ConnectResponse {
             protocol_version: 0,
-            time_out: 0,
+            timeout_ms: 0,
             session_id: 0,
             passwd: Bytes::from_static(&[0; PASSWORD_BYTES]),
             read_only: read_only.map(|_| false),
@@ -553,12 +566,19 @@ async fn handle_connect(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Res
         .root
         .borrow()
         .session_timeout_ms(session.0)
-        .map_or(shard.config.session_timeout_ms_min, |timeout| timeout.max(0) as u32);
+        .map_or(shard.config.session_timeout_ms_min, |timeout| {
+            timeout.max(0) as u32
+        });
     attach_session(shard, conn, session, timeout_ms);
-    shard.send_to_core(ToCore::Reattach { shard: shard.id, session }).await;
+    shard
+        .send_to_core(ToCore::Reattach {
+            shard: shard.id,
+            session,
+        })
+        .await;
     let response = ConnectResponse {
         protocol_version: 0,
-        time_out: timeout_ms as i32,
+        timeout_ms: timeout_ms as i32,
         session_id: session.0,
         passwd: Bytes::copy_from_slice(&session_password(session)),
         read_only: read_only.map(|_| false),
@@ -592,10 +612,8 @@ fn attach_session(shard: &Shard, conn: &Rc<Conn>, session: SessionId, timeout_ms
 }
 
 fn connect_frame(response: &ConnectResponse) -> Vec<u8> {
-    let mut payload = BytesMut::new();
-    response.encode(&mut payload);
     let mut out = BytesMut::new();
-    encode_frame(&payload, &mut out);
+    encode_frame(&mut out, |frame| response.encode(frame));
     out.to_vec()
 }
 
@@ -611,8 +629,22 @@ async fn apply_batches(shard: Rc<Shard>, from_core: ConnectedReceiver<ToShard>) 
                 touched_conns.push(conn);
             }
         }
+        if let Some(published) = &message.published {
+            end_sessions(&shard, &published.ended_sessions);
+        }
         for conn in touched_conns {
             drain_queue(&shard, &conn).await;
+        }
+    }
+}
+
+/// Closes the connections of sessions that ended, after their last replies were queued.
+fn end_sessions(shard: &Shard, ended: &[SessionId]) {
+    for session in ended {
+        let conn = shard.sessions.borrow_mut().remove(session);
+        shard.watches.borrow_mut().remove_session(*session);
+        if let Some(conn) = conn {
+            conn.close();
         }
     }
 }
@@ -632,13 +664,6 @@ fn publish(shard: &Shard, published: &Published) {
     }
     *shard.root.borrow_mut() = published.root.clone();
     shard.last_zxid.set(published.last_zxid);
-    for session in &published.ended_sessions {
-        let conn = shard.sessions.borrow_mut().remove(session);
-        shard.watches.borrow_mut().remove_session(*session);
-        if let Some(conn) = conn {
-            conn.close();
-        }
-    }
 }
 
 /// Sends one reply; returns the connection whose queue may now move.
@@ -660,9 +685,6 @@ fn deliver(shard: &Shard, reply: CoreReply) -> Option<Rc<Conn>> {
                 err: err.as_i32(),
             };
             conn.send(&header, response.as_ref().map(|r| r as &dyn Encode));
-            if matches!(response, None) && conn.last_op.get() == Some(OpCode::CloseSession) {
-                conn.close();
-            }
             Some(conn)
         }
         CoreReply::SessionCreated {
@@ -675,7 +697,7 @@ fn deliver(shard: &Shard, reply: CoreReply) -> Option<Rc<Conn>> {
             attach_session(shard, &conn, session, timeout_ms);
             let response = ConnectResponse {
                 protocol_version: 0,
-                time_out: timeout_ms as i32,
+                timeout_ms: timeout_ms as i32,
                 session_id: session.0,
                 passwd: Bytes::copy_from_slice(&password),
                 read_only: Some(false),

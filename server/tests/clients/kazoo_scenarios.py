@@ -32,6 +32,14 @@ def stat_text(stat):
             f"ephemeral={stat.ephemeralOwner != 0} created_is_modified={stat.czxid == stat.mzxid}")
 
 
+def result_text(result):
+    if isinstance(result, Exception):
+        return type(result).__name__
+    if hasattr(result, "czxid"):
+        return "stat(" + stat_text(result) + ")"
+    return result
+
+
 def attempt(label, fn):
     try:
         result = fn()
@@ -100,14 +108,14 @@ def scenario_multi(zk):
     tx = zk.transaction()
     tx.create("/multi/a", b"1")
     tx.set_data("/multi", b"2")
-    tx.check("/multi", 0)
-    say("multi ok", [type(r).__name__ if isinstance(r, Exception) else r for r in tx.commit()])
+    tx.check("/multi", 1)
+    say("multi ok", [result_text(r) for r in tx.commit()])
     tx = zk.transaction()
     tx.create("/multi/b", b"")
     tx.check("/multi", 0)
     tx.delete("/multi/a")
     results = tx.commit()
-    say("multi failing", [type(r).__name__ if isinstance(r, Exception) else r for r in results])
+    say("multi failing", [result_text(r) for r in results])
     say("after failed multi", sorted(zk.get_children("/multi")), zk.get("/multi")[0])
 
 

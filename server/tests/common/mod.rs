@@ -40,7 +40,10 @@ fn wait_ready(address: SocketAddr, child: &mut Child, what: &str) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited before it was ready: {status}");
         }
-        assert!(Instant::now() < deadline, "{what} not ready on {address} in time");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready on {address} in time"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
