@@ -92,6 +92,7 @@ async fn scenario(server: &dyn Server) -> Vec<String> {
                 format!("read children {children:?}")
             }
             zk::MultiReadResult::Error { err } => format!("read error {err}"),
+            other => format!("read other {other:?}"),
         });
     }
     let users = client.list_auth_users().await.expect("whoami");

@@ -280,9 +280,12 @@ fn add_watch(
 }
 
 fn who_am_i(context: &SessionContext) -> Response {
-    let client_info = context
-        .auth
-        .iter()
+    // As ZooKeeper lists them: authenticated identities first, the connection's address last.
+    let (ip, authenticated): (Vec<&Id>, Vec<&Id>) =
+        context.auth.iter().partition(|id| id.scheme == "ip");
+    let client_info = authenticated
+        .into_iter()
+        .chain(ip)
         .map(|id| ClientInfo {
             auth_scheme: id.scheme.clone(),
             user: match id.scheme.as_str() {
