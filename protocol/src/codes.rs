@@ -44,6 +44,17 @@ macro_rules! int_enum {
                 value as i32
             }
         }
+
+        /// On the wire as a jute `int`; an unknown value is a decode error.
+        impl $crate::jute::Record for $name {
+            const MIN_ENCODED_BYTES: usize = 4;
+            fn encode(&self, out: &mut ::bytes::BytesMut) {
+                ::bytes::BufMut::put_i32(out, *self as i32);
+            }
+            fn decode(reader: &mut $crate::jute::Reader) -> $crate::jute::DecodeResult<Self> {
+                $name::try_from(reader.read_i32()?)
+            }
+        }
     };
 }
 

@@ -14,5 +14,11 @@ pub mod types;
 
 pub use codes::{ErrorCode, OpCode};
 pub use data::{perms, Acl, Id, Stat, StatPersisted};
-pub use jute::{DecodeError, DecodeResult, Reader, Record};
+pub use frame::{encode_frame, FrameDecoder, FrameError};
+pub use jute::{DecodeError, DecodeResult, JuteWrite, Reader, Record};
+pub use records::{
+    AddWatchMode, ClientFrame, ConnectRequest, ConnectResponse, CreateMode, EventType, KeeperState,
+    MultiOp, MultiRequest, MultiResponse, OpResult, ReplyHeader, Request, RequestHeader, Response,
+    ServerFrame, WatcherEvent, WatcherType,
+};
 pub use types::{Epoch, ServerId, SessionId, Xid, Zxid};
