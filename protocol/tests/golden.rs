@@ -42,7 +42,7 @@ fn golden_dir() -> PathBuf {
 }
 
 fn parse_hex(text: &str) -> Result<Bytes, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     (0..text.len())
@@ -71,7 +71,10 @@ fn parse_fixture(name: &str, text: &str) -> Fixture {
         } else if line.starts_with('#') || line.trim().is_empty() {
             continue;
         } else if let Some(number) = line.strip_prefix("@ ") {
-            conn = number.trim().parse().unwrap_or_else(|e| panic!("{where_}: {e}"));
+            conn = number
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{where_}: {e}"));
         } else if let Some((direction, payload)) = line.split_once(' ') {
             let from_client = match direction {
                 ">" => true,
@@ -89,7 +92,10 @@ fn parse_fixture(name: &str, text: &str) -> Fixture {
             panic!("{where_}: unparsable line {line:?}");
         }
     }
-    assert!(!fixture.client.is_empty(), "{name}.txt has no '# client:' line");
+    assert!(
+        !fixture.client.is_empty(),
+        "{name}.txt has no '# client:' line"
+    );
     fixture
 }
 
@@ -187,7 +193,10 @@ fn decode_request(bytes: &Bytes) -> Result<ClientFrame, String> {
     Ok(frame)
 }
 
-fn decode_reply(bytes: &Bytes, ops: &HashMap<i32, OpCode>) -> Result<(OpCode, ServerFrame), String> {
+fn decode_reply(
+    bytes: &Bytes,
+    ops: &HashMap<i32, OpCode>,
+) -> Result<(OpCode, ServerFrame), String> {
     let mut op_found = None;
     let frame = round_trip(
         bytes,
@@ -343,15 +352,31 @@ impl Transcript {
     fn assert_ops(&self, expected: &[OpCode]) {
         let ops = self.ops();
         for op in expected {
-            assert!(ops.contains(op), "{}: no {op:?} request in {ops:?}", self.name);
+            assert!(
+                ops.contains(op),
+                "{}: no {op:?} request in {ops:?}",
+                self.name
+            );
         }
     }
 
     fn assert_errors(&self, expected: &[(OpCode, ErrorCode)]) {
         let errors = self.errors();
         for pair in expected {
-            assert!(errors.contains(pair), "{}: no {pair:?} in {errors:?}", self.name);
+            assert!(
+                errors.contains(pair),
+                "{}: no {pair:?} in {errors:?}",
+                self.name
+            );
         }
+    }
+
+    /// Some successful `op` reply names a sequential node: `prefix` and a counter.
+    fn assert_sequential_created(&self, op: OpCode, prefix: &str) {
+        let responses = self.responses(op).into_iter();
+        let created: Vec<&str> = responses.filter_map(created_path).collect();
+        let found = created.iter().any(|path| is_sequential(path, prefix));
+        assert!(found, "{}: no {prefix}N in {created:?}", self.name);
     }
 
     fn assert_events(&self, expected: &[(EventType, &str)]) {
@@ -360,12 +385,16 @@ impl Transcript {
             let found = events
                 .iter()
                 .any(|e| e.event_type == event_type && e.path == path);
-            assert!(found, "{}: no {event_type:?} {path} in {events:?}", self.name);
+            assert!(
+                found,
+                "{}: no {event_type:?} {path} in {events:?}",
+                self.name
+            );
         }
     }
 }
 
-fn create_paths(response: &Response) -> Option<&str> {
+fn created_path(response: &Response) -> Option<&str> {
     match response {
         Response::Create(body) => Some(&body.path),
         Response::Create2(body) => Some(&body.path),
@@ -415,7 +444,11 @@ fn assert_session_resumed(t: &Transcript) {
     let (connects, responses) = (t.connects(), t.connect_responses());
     assert_eq!(connects.len(), 2, "{}: expected two connections", t.name);
     assert_eq!(responses.len(), 2, "{}: expected two handshakes", t.name);
-    assert_eq!(connects[0].session_id, 0, "{}: first connect is new", t.name);
+    assert_eq!(
+        connects[0].session_id, 0,
+        "{}: first connect is new",
+        t.name
+    );
     assert_ne!(responses[0].session_id, 0);
     assert_eq!(connects[1].session_id, responses[0].session_id);
     assert_eq!(connects[1].passwd, responses[0].passwd);
@@ -486,7 +519,18 @@ fn kazoo_crud() {
     use ErrorCode::*;
     use OpCode::*;
     let t = transcript("kazoo_crud");
-    t.assert_ops(&[Create, Create2, Exists, GetData, SetData, GetChildren, GetChildren2, Sync, Delete, CloseSession]);
+    t.assert_ops(&[
+        Create,
+        Create2,
+        Exists,
+        GetData,
+        SetData,
+        GetChildren,
+        GetChildren2,
+        Sync,
+        Delete,
+        CloseSession,
+    ]);
     t.assert_errors(&[
         (Create, NodeExists),
         (Create, NoNode),
@@ -504,10 +548,13 @@ fn kazoo_crud() {
             _ => None,
         })
         .collect();
-    assert_eq!(flags, BTreeSet::from([0, 1, 2, 3]), "persistent, ephemeral, both sequential");
-    let created: Vec<&str> = t.responses(Create).into_iter().filter_map(create_paths).collect();
-    assert!(created.iter().any(|p| is_sequential(p, "/kc/seq-")), "{created:?}");
-    assert!(created.iter().any(|p| is_sequential(p, "/kc/eseq-")), "{created:?}");
+    assert_eq!(
+        flags,
+        BTreeSet::from([0, 1, 2, 3]),
+        "persistent, ephemeral, both sequential"
+    );
+    t.assert_sequential_created(Create, "/kc/seq-");
+    t.assert_sequential_created(Create, "/kc/eseq-");
     match t.responses(Create2)[..] {
         [Response::Create2(body)] => {
             assert_eq!(body.path, "/kc/c2");
@@ -521,7 +568,10 @@ fn kazoo_crud() {
         "{data:?}"
     );
     let set = t.responses(SetData);
-    assert!(matches!(set[..], [Response::SetData(body)] if body.stat.version == 1), "{set:?}");
+    assert!(
+        matches!(set[..], [Response::SetData(body)] if body.stat.version == 1),
+        "{set:?}"
+    );
     let children = t.responses(GetChildren2);
     let Some(Response::GetChildren2(body)) = children.first() else {
         panic!("getChildren2 replies: {children:?}");
@@ -536,7 +586,12 @@ fn kazoo_acl_auth() {
     use OpCode::*;
     let t = transcript("kazoo_acl_auth");
     t.assert_ops(&[Auth, GetAcl, SetAcl]);
-    t.assert_errors(&[(GetData, NoAuth), (Create, InvalidAcl), (SetAcl, BadVersion), (SetAcl, NoAuth)]);
+    t.assert_errors(&[
+        (GetData, NoAuth),
+        (Create, InvalidAcl),
+        (SetAcl, BadVersion),
+        (SetAcl, NoAuth),
+    ]);
     let auth: Vec<_> = t
         .requests()
         .filter_map(|frame| match &frame.request {
@@ -567,7 +622,13 @@ fn kazoo_multi() {
         .map(|ops| ops.iter().map(MultiOp::op).collect())
         .collect();
     use OpCode::*;
-    assert_eq!(requests, [vec![Create, Create, SetData, Check, Delete], vec![Create, Check, Delete]]);
+    assert_eq!(
+        requests,
+        [
+            vec![Create, Create, SetData, Check, Delete],
+            vec![Create, Check, Delete]
+        ]
+    );
     let replies = t.responses(Multi);
     assert_eq!(replies.len(), 2, "{replies:?}");
     match multi_results(replies[0]) {
@@ -581,7 +642,11 @@ fn kazoo_multi() {
     }
     // A failed multi: ops before the failing one report Ok, the failing one its error, the
     // rest RuntimeInconsistency.
-    let failed = [0, ErrorCode::BadVersion.as_i32(), ErrorCode::RuntimeInconsistency.as_i32()];
+    let failed = [
+        0,
+        ErrorCode::BadVersion.as_i32(),
+        ErrorCode::RuntimeInconsistency.as_i32(),
+    ];
     let expected: Vec<OpResult> = failed.iter().map(|&err| OpResult::Error { err }).collect();
     assert_eq!(multi_results(replies[1]), &expected[..]);
 }
@@ -601,7 +666,9 @@ fn kazoo_watches() {
         .filter_map(|frame| match &frame.request {
             Request::Exists(body) if body.watch => Some((OpCode::Exists, body.path.as_str())),
             Request::GetData(body) if body.watch => Some((OpCode::GetData, body.path.as_str())),
-            Request::GetChildren(body) if body.watch => Some((OpCode::GetChildren, body.path.as_str())),
+            Request::GetChildren(body) if body.watch => {
+                Some((OpCode::GetChildren, body.path.as_str()))
+            }
             _ => None,
         })
         .collect();
@@ -635,10 +702,26 @@ fn cli_mt() {
     use OpCode::*;
     let t = transcript("cli_mt");
     t.assert_ops(&[
-        Create, Create2, CreateContainer, CreateTtl, GetData, SetData, GetChildren, GetChildren2, Exists, Sync,
-        Delete, Auth, Reconfig, CloseSession,
+        Create,
+        Create2,
+        CreateContainer,
+        CreateTtl,
+        GetData,
+        SetData,
+        GetChildren,
+        GetChildren2,
+        Exists,
+        Sync,
+        Delete,
+        Auth,
+        Reconfig,
+        CloseSession,
     ]);
-    t.assert_errors(&[(Exists, NoNode), (Delete, NotEmpty), (Reconfig, ReconfigDisabled)]);
+    t.assert_errors(&[
+        (Exists, NoNode),
+        (Delete, NotEmpty),
+        (Reconfig, ReconfigDisabled),
+    ]);
     assert_eq!(t.connects()[0].read_only, Some(false));
     assert_eq!(t.connect_responses()[0].read_only, Some(false));
     let ttl: Vec<_> = t
@@ -654,9 +737,11 @@ fn cli_mt() {
         _ => None,
     });
     assert_eq!(container, Some(("/mcont", 4)));
-    let created2: Vec<&str> = t.responses(Create2).into_iter().filter_map(create_paths).collect();
-    assert!(created2.iter().any(|p| is_sequential(p, "/mc/seq")), "{created2:?}");
-    t.assert_events(&[(EventType::NodeCreated, "/mc/w"), (EventType::NodeChildrenChanged, "/mc")]);
+    t.assert_sequential_created(Create2, "/mc/seq");
+    t.assert_events(&[
+        (EventType::NodeCreated, "/mc/w"),
+        (EventType::NodeChildrenChanged, "/mc"),
+    ]);
 }
 
 #[test]
@@ -667,14 +752,19 @@ fn cli_mt_reconnect() {
         .exchanges
         .iter()
         .filter_map(|(conn, exchange)| match exchange {
-            Exchange::Request(ClientFrame { xid, request: Request::SetWatches(body) }) => Some((*conn, *xid, body)),
+            Exchange::Request(ClientFrame {
+                xid,
+                request: Request::SetWatches(body),
+            }) => Some((*conn, *xid, body)),
             _ => None,
         })
         .collect();
     let [(2, -8, body)] = set_watches[..] else {
         panic!("one setWatches (xid -8) on the second connection: {set_watches:?}");
     };
-    assert_eq!(body.exist_watches, ["/mr/absent"]);
+    let mut exist_watches = body.exist_watches.clone();
+    exist_watches.sort();
+    assert_eq!(exist_watches, ["/mr/absent", "/mr/sentinel"]);
     assert_eq!(body.data_watches, ["/mr"]);
     assert_eq!(body.child_watches, ["/mr"]);
     assert!(body.relative_zxid > 0);
@@ -702,38 +792,68 @@ fn java_multi() {
         .map(|(op, ops)| (*op, ops.iter().map(MultiOp::op).collect()))
         .collect();
     let expected = [
-        (Multi, vec![Create, Create, CreateTtl, CreateContainer, Check, SetData, Delete]),
+        (
+            Multi,
+            vec![
+                Create,
+                Create,
+                CreateTtl,
+                CreateContainer,
+                Check,
+                SetData,
+                Delete,
+            ],
+        ),
         (MultiRead, vec![GetData, GetChildren, GetData]),
         (Multi, vec![Create, Check, Delete]),
     ];
     assert_eq!(kinds, expected);
     match multis[0].1 {
-        [_, MultiOp::Create(seq), MultiOp::CreateTtl(ttl), MultiOp::CreateContainer(container), ..] => {
-            assert_eq!((seq.flags, ttl.flags, ttl.ttl, container.flags), (2, 5, 60_000, 4));
-            assert_eq!((ttl.path.as_str(), container.data.as_ref()), ("/jm/ttl", None));
+        [_, MultiOp::Create(seq), MultiOp::CreateTtl(ttl), MultiOp::CreateContainer(container), ..] =>
+        {
+            assert_eq!(
+                (seq.flags, ttl.flags, ttl.ttl, container.flags),
+                (2, 5, 60_000, 4)
+            );
+            assert_eq!(
+                (ttl.path.as_str(), container.data.as_ref()),
+                ("/jm/ttl", None)
+            );
         }
         ref other => panic!("multi ops: {other:?}"),
     }
     let replies = t.responses(Multi);
     match multi_results(replies[0]) {
-        [OpResult::Create { path: plain }, OpResult::Create { path: seq }, OpResult::Create2 { path: ttl, .. }, OpResult::Create2 { path: container, .. }, OpResult::Check, OpResult::SetData { stat }, OpResult::Delete] =>
-        {
-            assert_eq!((plain.as_str(), ttl.as_str(), container.as_str()), ("/jm/plain", "/jm/ttl", "/jm/container"));
+        [OpResult::Create { path: plain }, OpResult::Create { path: seq }, OpResult::Create2 { path: ttl, .. }, OpResult::Create2 {
+            path: container, ..
+        }, OpResult::Check, OpResult::SetData { stat }, OpResult::Delete] => {
+            assert_eq!(
+                (plain.as_str(), ttl.as_str(), container.as_str()),
+                ("/jm/plain", "/jm/ttl", "/jm/container")
+            );
             assert!(is_sequential(seq, "/jm/seq-"), "{seq}");
             assert_eq!(stat.version, 1);
         }
         other => panic!("multi results: {other:?}"),
     }
-    let failed = [0, ErrorCode::BadVersion.as_i32(), ErrorCode::RuntimeInconsistency.as_i32()];
+    let failed = [
+        0,
+        ErrorCode::BadVersion.as_i32(),
+        ErrorCode::RuntimeInconsistency.as_i32(),
+    ];
     let expected: Vec<OpResult> = failed.iter().map(|&err| OpResult::Error { err }).collect();
     assert_eq!(multi_results(replies[1]), &expected[..]);
     // multiRead: each read stands alone; the missing node fails only its own op.
     let reads = t.responses(MultiRead);
     match multi_results(reads[0]) {
-        [OpResult::GetData { data, .. }, OpResult::GetChildren { children }, OpResult::Error { err }] => {
+        [OpResult::GetData { data, .. }, OpResult::GetChildren { children }, OpResult::Error { err }] =>
+        {
             assert_eq!(data.as_deref(), Some(&b"root2"[..]));
             let children: BTreeSet<&str> = children.iter().map(String::as_str).collect();
-            assert!(children.contains("ttl") && children.contains("container"), "{children:?}");
+            assert!(
+                children.contains("ttl") && children.contains("container"),
+                "{children:?}"
+            );
             assert_eq!(*err, ErrorCode::NoNode.as_i32());
         }
         other => panic!("multiRead results: {other:?}"),
@@ -751,7 +871,11 @@ fn java_setwatches2() {
             _ => None,
         })
         .collect();
-    assert_eq!(modes, BTreeSet::from([("/jp", 0), ("/jp/d", 1)]), "persistent, recursive");
+    assert_eq!(
+        modes,
+        BTreeSet::from([("/jp", 0), ("/jp/d", 1)]),
+        "persistent, recursive"
+    );
     let set_watches: Vec<_> = t
         .requests()
         .filter_map(|frame| match &frame.request {
@@ -782,7 +906,16 @@ fn java_admin() {
     use ErrorCode::*;
     use OpCode::*;
     let t = transcript("java_admin");
-    t.assert_ops(&[GetEphemerals, GetAllChildrenNumber, CheckWatches, RemoveWatches, AddWatch, WhoAmI, Auth, Reconfig]);
+    t.assert_ops(&[
+        GetEphemerals,
+        GetAllChildrenNumber,
+        CheckWatches,
+        RemoveWatches,
+        AddWatch,
+        WhoAmI,
+        Auth,
+        Reconfig,
+    ]);
     t.assert_errors(&[
         (Create, NoChildrenForEphemerals),
         (Create, InvalidAcl),
@@ -797,29 +930,68 @@ fn java_admin() {
             other => panic!("getEphemerals: {other:?}"),
         })
         .collect();
-    assert!(ephemerals.iter().all(|list| list.contains(&"/ja/e".to_string())), "{ephemerals:?}");
+    assert!(
+        ephemerals
+            .iter()
+            .all(|list| list.contains(&"/ja/e".to_string())),
+        "{ephemerals:?}"
+    );
     assert_eq!(ephemerals.len(), 2);
     let counts = t.responses(GetAllChildrenNumber);
-    assert!(matches!(counts[..], [Response::GetAllChildrenNumber(body)] if body.total_number == 1), "{counts:?}");
+    assert!(
+        matches!(counts[..], [Response::GetAllChildrenNumber(body)] if body.total_number == 1),
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn java_admin_watch_removal_whoami_reconfig() {
+    use OpCode::*;
+    let t = transcript("java_admin");
     let watch_removals: Vec<(OpCode, &str, i32)> = t
         .requests()
         .filter_map(|frame| match &frame.request {
-            Request::CheckWatches(body) => Some((CheckWatches, body.path.as_str(), body.watcher_type)),
-            Request::RemoveWatches(body) => Some((RemoveWatches, body.path.as_str(), body.watcher_type)),
+            Request::CheckWatches(body) => {
+                Some((CheckWatches, body.path.as_str(), body.watcher_type))
+            }
+            Request::RemoveWatches(body) => {
+                Some((RemoveWatches, body.path.as_str(), body.watcher_type))
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(watch_removals[0], (CheckWatches, "/ja", 2), "data watches: {watch_removals:?}");
-    assert!(watch_removals[1..].iter().all(|r| *r == (RemoveWatches, "/ja", 3)), "{watch_removals:?}");
-    assert_eq!(whoami_users(&t, "digest"), [vec![], vec!["carol".to_string()]]);
-    assert_eq!(whoami_users(&t, "ip"), [vec!["127.0.0.1".to_string()], vec!["127.0.0.1".to_string()]]);
+    assert_eq!(
+        watch_removals[0],
+        (CheckWatches, "/ja", 2),
+        "data watches: {watch_removals:?}"
+    );
+    assert!(
+        watch_removals[1..]
+            .iter()
+            .all(|r| *r == (RemoveWatches, "/ja", 3)),
+        "{watch_removals:?}"
+    );
+    assert_eq!(
+        whoami_users(&t, "digest"),
+        [vec![], vec!["carol".to_string()]]
+    );
+    assert_eq!(
+        whoami_users(&t, "ip"),
+        [vec!["127.0.0.1".to_string()], vec!["127.0.0.1".to_string()]]
+    );
     let reconfig = t.requests().find_map(|frame| match &frame.request {
         Request::Reconfig(body) => Some(body),
         _ => None,
     });
     let reconfig = reconfig.expect("a reconfig request");
-    assert_eq!(reconfig.new_members.as_deref(), Some("server.1=127.0.0.1:2888:3888;2181"));
-    assert_eq!((reconfig.joining_servers.as_deref(), reconfig.cur_config_id), (None, -1));
+    assert_eq!(
+        reconfig.new_members.as_deref(),
+        Some("server.1=127.0.0.1:2888:3888;2181")
+    );
+    assert_eq!(
+        (reconfig.joining_servers.as_deref(), reconfig.cur_config_id),
+        (None, -1)
+    );
 }
 
 #[test]
@@ -833,19 +1005,29 @@ fn java_sasl() {
             _ => None,
         })
         .collect();
-    let names_user = |token: &&[u8]| token.windows(18).any(|w| w == b"username=\"golden\"");
-    assert!(tokens.iter().any(names_user), "a DIGEST-MD5 response naming the user");
+    let user = b"username=\"golden\"";
+    let names_user = |token: &&[u8]| token.windows(user.len()).any(|w| w == user);
+    assert!(
+        tokens.iter().any(names_user),
+        "a DIGEST-MD5 response naming the user"
+    );
     let challenges = t.responses(OpCode::Sasl);
     assert!(!challenges.is_empty());
     for challenge in challenges {
-        assert!(matches!(challenge, Response::Sasl(body) if !body.token.is_empty()), "{challenge:?}");
+        assert!(
+            matches!(challenge, Response::Sasl(body) if !body.token.is_empty()),
+            "{challenge:?}"
+        );
     }
     assert_eq!(whoami_users(&t, "sasl"), [vec!["golden".to_string()]]);
     let acls = t.responses(OpCode::GetAcl);
     let Some(Response::GetAcl(body)) = acls.first() else {
         panic!("getACL: {acls:?}");
     };
-    assert_eq!((body.acl[0].id.scheme.as_str(), body.acl[0].id.id.as_str()), ("sasl", "golden"));
+    assert_eq!(
+        (body.acl[0].id.scheme.as_str(), body.acl[0].id.id.as_str()),
+        ("sasl", "golden")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -857,8 +1039,23 @@ fn zkcli() {
     use OpCode::*;
     let t = transcript("zkcli");
     t.assert_ops(&[
-        CreateTtl, CreateContainer, AddWatch, WhoAmI, GetEphemerals, GetAllChildrenNumber, Auth, GetAcl, SetAcl,
-        RemoveWatches, Reconfig, Sync, GetChildren2, Exists, SetData, Delete, CloseSession,
+        CreateTtl,
+        CreateContainer,
+        AddWatch,
+        WhoAmI,
+        GetEphemerals,
+        GetAllChildrenNumber,
+        Auth,
+        GetAcl,
+        SetAcl,
+        RemoveWatches,
+        Reconfig,
+        Sync,
+        GetChildren2,
+        Exists,
+        SetData,
+        Delete,
+        CloseSession,
     ]);
     t.assert_errors(&[(Exists, NoNode), (Reconfig, ReconfigDisabled)]);
     let first_create = t.requests().find_map(|frame| match &frame.request {
@@ -866,9 +1063,16 @@ fn zkcli() {
         _ => None,
     });
     let first_create = first_create.expect("a create");
-    assert_eq!((first_create.path.as_str(), first_create.data.as_ref()), ("/zc", None), "null data");
+    assert_eq!(
+        (first_create.path.as_str(), first_create.data.as_ref()),
+        ("/zc", None),
+        "null data"
+    );
     let data = t.responses(GetData);
-    assert!(matches!(data[..], [Response::GetData(ref body)] if body.data.is_none()), "{data:?}");
+    assert!(
+        matches!(data[..], [Response::GetData(ref body)] if body.data.is_none()),
+        "{data:?}"
+    );
     let ttl: BTreeSet<(i32, i64)> = t
         .requests()
         .filter_map(|frame| match &frame.request {
@@ -876,9 +1080,12 @@ fn zkcli() {
             _ => None,
         })
         .collect();
-    assert_eq!(ttl, BTreeSet::from([(5, 60_000), (6, 60_000)]), "TTL, sequential TTL");
-    let created: Vec<&str> = t.responses(CreateTtl).into_iter().filter_map(create_paths).collect();
-    assert!(created.iter().any(|p| is_sequential(p, "/zc/ttlseq-")), "{created:?}");
+    assert_eq!(
+        ttl,
+        BTreeSet::from([(5, 60_000), (6, 60_000)]),
+        "TTL, sequential TTL"
+    );
+    t.assert_sequential_created(CreateTtl, "/zc/ttlseq-");
     let modes: BTreeSet<(&str, i32)> = t
         .requests()
         .filter_map(|frame| match &frame.request {
@@ -893,7 +1100,10 @@ fn zkcli() {
         (EventType::NodeChildrenChanged, "/zc/pw"),
         (EventType::NodeDeleted, "/zc/pw/kid"),
     ]);
-    assert_eq!(whoami_users(&t, "digest"), [vec![], vec!["dave".to_string()]]);
+    assert_eq!(
+        whoami_users(&t, "digest"),
+        [vec![], vec!["dave".to_string()]]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -903,7 +1113,11 @@ fn zkcli() {
 fn raw_legacy_connect() {
     let t = transcript("raw_legacy_connect");
     assert_eq!(t.connects()[0].read_only, None, "a pre-3.4 connect request");
-    assert_eq!(t.connect_responses()[0].read_only, None, "is answered without the flag");
+    assert_eq!(
+        t.connect_responses()[0].read_only,
+        None,
+        "is answered without the flag"
+    );
     t.assert_ops(&[OpCode::Ping, OpCode::Exists, OpCode::CloseSession]);
 }
 
@@ -912,5 +1126,9 @@ fn raw_server_errors() {
     use ErrorCode::*;
     use OpCode::*;
     let t = transcript("raw_server_errors");
-    t.assert_errors(&[(CheckWatches, NoWatcher), (RemoveWatches, NoWatcher), (CreateTtl, BadArguments)]);
+    t.assert_errors(&[
+        (CheckWatches, NoWatcher),
+        (RemoveWatches, NoWatcher),
+        (CreateTtl, BadArguments),
+    ]);
 }

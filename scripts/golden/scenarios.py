@@ -5,6 +5,7 @@ import queue
 import struct
 import subprocess
 import threading
+import time
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
@@ -293,8 +294,22 @@ class CliMt:
 
         self.ctx.proxy.wait_for(all_answered, what="cli_mt replies")
 
+    def wait_logged(self, text):
+        deadline = time.monotonic() + WAIT_S
+        path = self.log.name
+        self.log.flush()
+        while True:
+            with open(path) as log:
+                if text in log.read():
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cli_mt never printed {text!r}; see {path}")
+            time.sleep(0.05)  # polling interval while waiting for the condition above
+
     def quit(self):
         self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.ctx.proxy.wait_for(lambda frames: fixture.has_request(frames, "closeSession"), what="closeSession")
         self.proc.stdin.close()
         self.proc.wait(timeout=WAIT_S)
         self.log.close()
@@ -310,7 +325,10 @@ def cli_mt(ctx):
 def cli_mt_reconnect(ctx):
     """The C client re-registers its watches after a dropped connection with setWatches."""
     cli = CliMt(ctx)
-    cli.run("create /mr\nwexists /mr/absent\nget /mr\nls /mr\n")
+    cli.run("create /mr\nwexists /mr/absent\nget /mr\nls /mr\nexists /mr/sentinel\n")
+    # cli_mt arms a watch when it processes the reply; completions run in order, so once the
+    # last one is logged every watch is armed and the connection may be dropped.
+    cli.wait_logged("Error -101 for /mr/sentinel")
     ctx.proxy.drop()
     ctx.proxy.wait_for(lambda frames: fixture.has_request(frames, "setWatches"), what="setWatches")
     cli.requests_min += 1
