@@ -462,7 +462,7 @@ fn assert_session_resumed(t: &Transcript) {
 #[test]
 fn every_fixture_round_trips() {
     let names = all_fixture_names();
-    assert!(names.len() >= 14, "fixtures missing: {names:?}");
+    assert!(names.len() >= 16, "fixtures missing: {names:?}");
     let failures: Vec<String> = names
         .iter()
         .filter_map(|name| decode_fixture(&load(name)).err())
@@ -1131,4 +1131,43 @@ fn raw_server_errors() {
         (RemoveWatches, NoWatcher),
         (CreateTtl, BadArguments),
     ]);
+}
+
+#[test]
+fn kazoo_read_only() {
+    let t = transcript("kazoo_read_only");
+    assert_eq!(
+        t.connects()[0].read_only,
+        Some(true),
+        "the client accepts a read-only server"
+    );
+    assert_eq!(
+        t.connect_responses()[0].read_only,
+        Some(false),
+        "this server is not one"
+    );
+    let children = t.responses(OpCode::GetChildren);
+    let Some(Response::GetChildren(body)) = children.first() else {
+        panic!("getChildren: {children:?}");
+    };
+    let mut names = body.children.clone();
+    names.sort();
+    assert_eq!(names, ["config", "quota"], "children of /zookeeper");
+}
+
+#[test]
+fn raw_expired_session() {
+    let t = transcript("raw_expired_session");
+    let (request, response) = (t.connects()[0], t.connect_responses()[0]);
+    assert_eq!(request.session_id, 0x7EAD_BEEF_0000_0001);
+    assert_eq!(
+        response,
+        &ConnectResponse::session_expired(request),
+        "timeout 0, session 0, zero password"
+    );
+    assert_eq!(
+        t.exchanges.len(),
+        2,
+        "the server closes the connection at once"
+    );
 }

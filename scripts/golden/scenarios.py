@@ -38,10 +38,11 @@ def expect_raises(error, call, *args, **kwargs):
 class Kazoo:
     """A kazoo client through the proxy, with a queue of watch events and connection waits."""
 
-    def __init__(self, ctx, timeout_s=10.0):
+    def __init__(self, ctx, timeout_s=10.0, read_only=False):
         self.events = queue.Queue()
         self.connected = threading.Event()
-        self.zk = KazooClient(hosts=f"127.0.0.1:{ctx.proxy.port}", timeout=timeout_s)
+        hosts = f"127.0.0.1:{ctx.proxy.port}"
+        self.zk = KazooClient(hosts=hosts, timeout=timeout_s, read_only=read_only)
         self.zk.add_listener(self._on_state)
         self.zk.start(timeout=WAIT_S)
 
@@ -346,6 +347,22 @@ def raw_legacy_connect(ctx):
     client.close()
 
 
+def raw_expired_session(ctx):
+    """Resuming a session the server does not know: it answers with timeout 0, session id 0 and
+    a zero password, then closes the connection. (Real clients reach this only after a session
+    expired while they were disconnected.)"""
+    client = rawclient.RawClient(ctx.proxy.port, session_id=0x7EADBEEF00000001, passwd=b"p" * 16)
+    (_version, timeout_ms, session_id) = struct.unpack(">iiq", client.connect_response[:16])
+    assert (timeout_ms, session_id) == (0, 0), client.connect_response.hex()
+    assert client.wait_closed() == []
+
+
+def kazoo_read_only(ctx):
+    """A client that accepts a read-only server: readOnly=true in the connect request."""
+    with Kazoo(ctx, read_only=True) as k:
+        assert k.zk.get_children("/zookeeper")
+
+
 def raw_server_errors(ctx):
     """Requests no client here sends as such: checkWatches and removeWatches for watches the
     server does not have, a createTTL with a bad TTL. (A standalone check, opcode 13, makes
@@ -378,5 +395,7 @@ SCENARIOS = [
     ("zkcli", "zkCli.sh 3.8.0 (commands piped on stdin)", zkcli),
     ("cli_mt", "C client cli_mt 3.8.0 (commands piped on stdin)", cli_mt),
     ("raw_legacy_connect", "raw", raw_legacy_connect),
+    ("kazoo_read_only", "kazoo (Python)", kazoo_read_only),
+    ("raw_expired_session", "raw", raw_expired_session),
     ("raw_server_errors", "raw", raw_server_errors),
 ]
