@@ -10,7 +10,7 @@ use sha1::{Digest, Sha1};
 use zinc_protocol::SessionId;
 
 /// Length of a session password on the wire.
-pub const PASSWORD_BYTES: usize = 16;
+pub const PASSWORD_BYTES: usize = zinc_protocol::records::SESSION_PASSWORD_BYTES;
 
 /// Bounds on the number of sessions tracked at once; beyond it new sessions are refused.
 pub const SESSIONS_MAX: usize = 1 << 20;

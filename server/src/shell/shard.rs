@@ -28,7 +28,7 @@ use zinc_storage::tree::Tree;
 
 use crate::config::Config;
 use crate::exec::{self, LocalOutcome, SessionContext};
-use crate::session::{session_password, PASSWORD_BYTES};
+use crate::session::session_password;
 use crate::shell::admin;
 use crate::shell::messages::{
     ConnToken, CoreReply, Published, ShardId, ToCore, ToShard, WriteRequest,
@@ -56,6 +56,9 @@ pub(crate) struct Conn {
     pub(crate) packets_sent: Cell<u64>,
     pub(crate) last_zxid: Cell<i64>,
     pub(crate) last_op: Cell<Option<OpCode>>,
+    /// Whether the client's connect request carried the readOnly byte (3.4+ clients); the
+    /// response carries one only then.
+    sends_read_only: Cell<bool>,
 }
 
 impl Conn {
@@ -76,6 +79,7 @@ impl Conn {
             packets_sent: Cell::new(0),
             last_zxid: Cell::new(0),
             last_op: Cell::new(None),
+            sends_read_only: Cell::new(false),
         })
     }
 
@@ -467,10 +471,11 @@ fn execute_local(
         }
         LocalOutcome::SetWatches { events } => {
             for event in events {
-                send_event(conn, &event, shard.last_zxid.get());
+                send_event(conn, &event);
             }
+            // The C client uses xid -8; the Java client an ordinary xid: echo what came.
             let reply = ReplyHeader {
-                xid: xid::SET_WATCHES,
+                xid: header.xid,
                 zxid: shard.last_zxid.get(),
                 err: 0,
             };
@@ -479,10 +484,11 @@ fn execute_local(
     }
 }
 
-fn send_event(conn: &Conn, event: &WatcherEvent, zxid: i64) {
+/// Sends a watch event; notifications carry zxid -1, as ZooKeeper sends them.
+fn send_event(conn: &Conn, event: &WatcherEvent) {
     let header = ReplyHeader {
         xid: xid::NOTIFICATION,
-        zxid,
+        zxid: -1,
         err: 0,
     };
     conn.send(&header, Some(event));
@@ -529,6 +535,7 @@ async fn handle_connect(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Res
         ));
     }
     let read_only = request.read_only;
+    conn.sends_read_only.set(read_only.is_some());
     if request.session_id == 0 {
         shard
             .connections
@@ -551,13 +558,7 @@ async fn handle_connect(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Res
         && shard.root.borrow().session_timeout_ms(session.0).is_some();
     if !valid {
         // Expired or unknown: ZooKeeper answers with a zero timeout and closes.
-        let response = ConnectResponse {
-            protocol_version: 0,
-            timeout_ms: 0,
-            session_id: 0,
-            passwd: Bytes::from_static(&[0; PASSWORD_BYTES]),
-            read_only: read_only.map(|_| false),
-        };
+        let response = ConnectResponse::session_expired(&request);
         conn.send_raw(&connect_frame(&response));
         conn.close();
         return Ok(());
@@ -657,7 +658,7 @@ fn publish(shard: &Shard, published: &Published) {
             let event = trigger.event();
             for session in watches.trigger(trigger.event_type, &trigger.path) {
                 if let Some(conn) = sessions.get(&session) {
-                    send_event(conn, &event, published.last_zxid);
+                    send_event(conn, &event);
                 }
             }
         }
@@ -700,7 +701,7 @@ fn deliver(shard: &Shard, reply: CoreReply) -> Option<Rc<Conn>> {
                 timeout_ms: timeout_ms as i32,
                 session_id: session.0,
                 passwd: Bytes::copy_from_slice(&password),
-                read_only: Some(false),
+                read_only: conn.sends_read_only.get().then_some(false),
             };
             conn.send_raw(&connect_frame(&response));
             None
