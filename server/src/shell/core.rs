@@ -41,6 +41,8 @@ pub(crate) struct Core {
     ids: SessionIdAllocator,
     /// The shard each live session is attached to.
     owners: HashMap<SessionId, ShardId>,
+    /// When the next look for empty containers and expired TTL nodes is due.
+    next_reap_ms: u64,
     to_shards: Vec<ConnectedSender<ToShard>>,
 }
 
@@ -57,6 +59,7 @@ impl Core {
         for (session, timeout_ms) in preparer.tree().sessions() {
             tracker.add(SessionId(session), timeout_ms.max(0) as u32, now);
         }
+        let next_reap_ms = now + config.reap_interval_ms as u64;
         Core {
             ids: SessionIdAllocator::new(config.server_id as u8, now),
             config,
@@ -64,6 +67,7 @@ impl Core {
             preparer,
             tracker,
             owners: HashMap::new(),
+            next_reap_ms,
             to_shards,
         }
     }
@@ -119,6 +123,7 @@ pub(crate) async fn run(mut core: Core, inbox: LocalReceiver<ToCore>) {
             }
         }
         core.expire_sessions(&mut batch);
+        core.reap(&mut batch);
         for (shard, message) in core.finish(batch) {
             let _ = core.to_shards[shard].send(message).await;
         }
@@ -226,6 +231,21 @@ impl Core {
             batch.triggers.extend(prepared.triggers);
             batch.ended_sessions.push(session);
             self.stats.session_expired();
+        }
+    }
+
+    /// Removes empty containers and expired TTL nodes, as the leader's reaper does.
+    fn reap(&mut self, batch: &mut Batch) {
+        let now = now_ms();
+        if now < self.next_reap_ms {
+            return;
+        }
+        self.next_reap_ms = now + self.config.reap_interval_ms as u64;
+        for path in self.preparer.tree().deletion_candidates(now as i64) {
+            if let Some(prepared) = self.preparer.reap(&path, now as i64) {
+                batch.changed = true;
+                batch.triggers.extend(prepared.triggers);
+            }
         }
     }
 
