@@ -48,6 +48,9 @@ pub(crate) struct Conn {
     auth: RefCell<Arc<[Id]>>,
     queue: RefCell<VecDeque<(RequestHeader, Request)>>,
     writes_in_flight: Cell<usize>,
+    /// A `drain_queue` is running for this connection; others leave the work to it, so the
+    /// session's requests reach the core in order.
+    draining: Cell<bool>,
     outbound: RefCell<BytesMut>,
     /// Wakes the writer (data queued or closing) and the reader (room freed).
     changed: Event,
@@ -72,6 +75,7 @@ impl Conn {
             auth: RefCell::new(ip_id),
             queue: RefCell::new(VecDeque::new()),
             writes_in_flight: Cell::new(0),
+            draining: Cell::new(false),
             outbound: RefCell::new(BytesMut::new()),
             changed: Event::new(),
             closing: Cell::new(false),
@@ -405,8 +409,12 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Resul
 
 /// Executes the session's queued requests in order, as far as the ordering rule allows.
 async fn drain_queue(shard: &Rc<Shard>, conn: &Rc<Conn>) {
+    if conn.draining.replace(true) {
+        return;
+    }
     loop {
         let Some((header, request)) = pop_ready(conn) else {
+            conn.draining.set(false);
             return;
         };
         let session = conn.session.get().unwrap_or_default();
@@ -633,8 +641,11 @@ async fn apply_batches(shard: Rc<Shard>, from_core: ConnectedReceiver<ToShard>) 
         if let Some(published) = &message.published {
             end_sessions(&shard, &published.ended_sessions);
         }
+        // Draining may wait on the channel to the core; the core may be waiting for this task
+        // to take its next batch. Drain in separate tasks so the two never wait on each other.
         for conn in touched_conns {
-            drain_queue(&shard, &conn).await;
+            let shard = shard.clone();
+            glommio::spawn_local(async move { drain_queue(&shard, &conn).await }).detach();
         }
     }
 }
