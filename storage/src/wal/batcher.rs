@@ -1,0 +1,367 @@
+//! The group-commit batcher: pure state, no I/O.
+//!
+//! Appended records wait in `pending`. [`Batcher::take_batch`] closes a batch from the front of
+//! `pending` (bounded by `batch_bytes_max`, `batch_records_max` and the room left in the
+//! segment) and hands back one block-aligned buffer plus its file offset; the driver writes it
+//! and syncs, then calls [`Batcher::complete`] (or [`Batcher::abort`] if the write failed).
+//! Only one batch is in flight at a time, and records appended meanwhile form the next batch:
+//! that is the whole group-commit policy, "the batch closes when the previous sync returns".
+//!
+//! A batch that ends mid-block leaves that partial block in `tail`; the next batch starts by
+//! rewriting it, so no padding is ever persisted between records and the log stays densely
+//! packed. The rewritten prefix is byte-identical to what is on disk, so a torn rewrite cannot
+//! damage records that were already durable.
+
+use std::collections::VecDeque;
+
+use zinc_protocol::types::Zxid;
+
+use super::record;
+use super::{WalConfig, WalError};
+
+/// Where the log ends: the segment being written and how many of its bytes hold records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The first zxid of the current segment (its file name).
+    pub segment: Zxid,
+    /// Bytes of records in the segment; the next record goes here.
+    pub end_bytes: u64,
+    /// The segment's bytes from the last block boundary up to `end_bytes`.
+    pub tail: Vec<u8>,
+    /// The zxid of the last durable record.
+    pub last_zxid: Zxid,
+}
+
+/// One group commit: write `bytes` at `offset_bytes` of `segment`, then fdatasync.
+#[derive(Debug)]
+pub struct Batch {
+    /// The segment to write (its first zxid).
+    pub segment: Zxid,
+    /// The segment file does not exist yet: create it (pre-zeroed) before writing.
+    pub create_segment: bool,
+    /// Block-aligned file offset of `bytes`.
+    pub offset_bytes: u64,
+    /// Block-aligned buffer: the previous partial block, the records, zero padding.
+    pub bytes: Vec<u8>,
+    /// The last record's zxid: durable once this batch is.
+    pub last_zxid: Zxid,
+    /// How many records the batch carries.
+    pub records: usize,
+    end_bytes: u64,
+    pending_bytes: usize,
+}
+
+/// The group-commit state. See the module doc.
+#[derive(Debug)]
+pub struct Batcher {
+    config: WalConfig,
+    position: Option<Position>,
+    pending: Vec<u8>,
+    pending_records: VecDeque<(Zxid, usize)>,
+    in_flight: bool,
+    last_appended: Option<Zxid>,
+}
+
+impl Batcher {
+    /// A batcher for an empty log (`None`) or one that continues at `position`.
+    pub fn new(config: WalConfig, position: Option<Position>) -> Self {
+        if let Some(p) = &position {
+            let block = config.block_bytes as u64;
+            assert_eq!(
+                p.tail.len() as u64,
+                p.end_bytes % block,
+                "tail must be the partial block"
+            );
+            assert!(p.end_bytes <= config.segment_bytes);
+        }
+        let last_appended = position.as_ref().map(|p| p.last_zxid);
+        Self {
+            config,
+            position,
+            pending: Vec::new(),
+            pending_records: VecDeque::new(),
+            in_flight: false,
+            last_appended,
+        }
+    }
+
+    /// Queues a record. Zxids must increase; the payload and the queue are bounded.
+    pub fn append(&mut self, zxid: Zxid, payload: &[u8]) -> Result<(), WalError> {
+        if let Some(last) = self.last_appended {
+            if zxid <= last {
+                return Err(WalError::OutOfOrder { zxid, last });
+            }
+        }
+        if payload.len() > self.config.record_bytes_max {
+            return Err(WalError::RecordTooLarge {
+                len_bytes: payload.len(),
+                limit_bytes: self.config.record_bytes_max,
+            });
+        }
+        if self.pending.len() + record::encoded_len_bytes(payload.len())
+            > self.config.pending_bytes_max
+        {
+            return Err(WalError::Backpressure {
+                pending_bytes: self.pending.len(),
+            });
+        }
+        let start = self.pending.len();
+        record::encode(zxid, payload, &mut self.pending);
+        self.pending_records
+            .push_back((zxid, self.pending.len() - start));
+        self.last_appended = Some(zxid);
+        Ok(())
+    }
+
+    /// Closes the next batch, or `None` if one is in flight or nothing is pending.
+    pub fn take_batch(&mut self) -> Option<Batch> {
+        if self.in_flight {
+            return None;
+        }
+        let &(first_zxid, first_len) = self.pending_records.front()?;
+        let (segment, start_bytes, tail, create_segment) = match &self.position {
+            Some(p) if p.end_bytes + first_len as u64 <= self.config.segment_bytes => {
+                (p.segment, p.end_bytes, p.tail.as_slice(), false)
+            }
+            _ => (first_zxid, 0, &[][..], true),
+        };
+        let room_bytes = self.config.segment_bytes - start_bytes;
+        let (records, pending_bytes) = self.count_batch(room_bytes);
+        let block = self.config.block_bytes;
+        let body = tail.len() + pending_bytes;
+        let mut bytes = Vec::with_capacity(body.next_multiple_of(block));
+        bytes.extend_from_slice(tail);
+        bytes.extend_from_slice(&self.pending[..pending_bytes]);
+        bytes.resize(body.next_multiple_of(block), 0);
+        self.in_flight = true;
+        Some(Batch {
+            segment,
+            create_segment,
+            offset_bytes: start_bytes - tail.len() as u64,
+            bytes,
+            last_zxid: self.pending_records[records - 1].0,
+            records,
+            end_bytes: start_bytes + pending_bytes as u64,
+            pending_bytes,
+        })
+    }
+
+    /// How many front records form the batch, and their bytes; always at least one.
+    fn count_batch(&self, room_bytes: u64) -> (usize, usize) {
+        let mut records = 0;
+        let mut bytes = 0;
+        for &(_, len) in &self.pending_records {
+            let full = records == self.config.batch_records_max
+                || bytes + len > self.config.batch_bytes_max
+                || (bytes + len) as u64 > room_bytes;
+            if records > 0 && full {
+                break;
+            }
+            records += 1;
+            bytes += len;
+        }
+        (records, bytes)
+    }
+
+    /// The batch is written and synced: its records are durable.
+    pub fn complete(&mut self, batch: Batch) {
+        assert!(self.in_flight, "complete without a batch in flight");
+        let block = self.config.block_bytes as u64;
+        let end_in_buf = (batch.end_bytes - batch.offset_bytes) as usize;
+        let tail_start = end_in_buf - (batch.end_bytes % block) as usize;
+        self.position = Some(Position {
+            segment: batch.segment,
+            end_bytes: batch.end_bytes,
+            tail: batch.bytes[tail_start..end_in_buf].to_vec(),
+            last_zxid: batch.last_zxid,
+        });
+        self.pending.drain(..batch.pending_bytes);
+        self.pending_records.drain(..batch.records);
+        self.in_flight = false;
+    }
+
+    /// The batch failed without damaging the log: its records stay queued for the next try.
+    pub fn abort(&mut self, batch: Batch) {
+        assert!(self.in_flight, "abort without a batch in flight");
+        drop(batch);
+        self.in_flight = false;
+    }
+
+    /// Where durable records end (`None` for an empty log).
+    pub fn position(&self) -> Option<&Position> {
+        self.position.as_ref()
+    }
+
+    /// The last durable zxid, if any record is durable.
+    pub fn durable_zxid(&self) -> Option<Zxid> {
+        self.position.as_ref().map(|p| p.last_zxid)
+    }
+
+    /// The last appended zxid (durable or not).
+    pub fn last_appended(&self) -> Option<Zxid> {
+        self.last_appended
+    }
+
+    /// Encoded bytes queued and not yet durable.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True if records wait to be written (whether or not a batch is in flight).
+    pub fn has_pending(&self) -> bool {
+        !self.pending_records.is_empty()
+    }
+
+    /// True while a batch is being written.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::wal::record::{decode_at, Decoded, HEADER_BYTES};
+
+    fn config() -> WalConfig {
+        WalConfig {
+            segment_bytes: 64 * 1024,
+            block_bytes: 4096,
+            batch_bytes_max: 8192,
+            batch_records_max: 100,
+            record_bytes_max: 4096,
+            pending_bytes_max: 1 << 20,
+        }
+    }
+
+    /// Plays batches onto an in-memory image of each segment, like a device would.
+    fn run_all(b: &mut Batcher, disk: &mut std::collections::BTreeMap<Zxid, Vec<u8>>) -> usize {
+        let mut batches = 0;
+        while let Some(batch) = b.take_batch() {
+            assert_eq!(batch.offset_bytes % 4096, 0);
+            assert_eq!(batch.bytes.len() % 4096, 0);
+            assert_eq!(batch.create_segment, !disk.contains_key(&batch.segment));
+            let seg = disk
+                .entry(batch.segment)
+                .or_insert_with(|| vec![0; 64 * 1024]);
+            let at = batch.offset_bytes as usize;
+            seg[at..at + batch.bytes.len()].copy_from_slice(&batch.bytes);
+            b.complete(batch);
+            batches += 1;
+        }
+        batches
+    }
+
+    fn zxids_in(seg: &[u8]) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Decoded::Record { zxid, next, .. } = decode_at(seg, at, 4096) {
+            out.push(zxid.0);
+            at = next;
+        }
+        assert_eq!(decode_at(seg, at, 4096), Decoded::End);
+        out
+    }
+
+    #[test]
+    fn partial_block_is_rewritten_not_padded() {
+        let mut b = Batcher::new(config(), None);
+        let mut disk = Default::default();
+        b.append(Zxid(1), &[1; 100]).unwrap();
+        assert_eq!(run_all(&mut b, &mut disk), 1);
+        let p = b.position().unwrap().clone();
+        assert_eq!(p.end_bytes as usize, HEADER_BYTES + 100);
+        assert_eq!(p.tail.len(), HEADER_BYTES + 100);
+        b.append(Zxid(2), &[2; 100]).unwrap();
+        let batch = b.take_batch().unwrap();
+        assert_eq!((batch.offset_bytes, batch.create_segment), (0, false));
+        assert_eq!(&batch.bytes[..p.tail.len()], &p.tail[..]);
+        b.complete(batch);
+        assert_eq!(b.durable_zxid(), Some(Zxid(2)));
+    }
+
+    #[test]
+    fn one_batch_in_flight_and_next_forms_meanwhile() {
+        let mut b = Batcher::new(config(), None);
+        b.append(Zxid(1), b"a").unwrap();
+        let first = b.take_batch().unwrap();
+        b.append(Zxid(2), b"b").unwrap();
+        b.append(Zxid(3), b"c").unwrap();
+        assert!(
+            b.take_batch().is_none(),
+            "second batch while first in flight"
+        );
+        b.complete(first);
+        let second = b.take_batch().unwrap();
+        assert_eq!((second.records, second.last_zxid), (2, Zxid(3)));
+    }
+
+    #[test]
+    fn bounds_split_batches_and_segments_roll() {
+        let mut b = Batcher::new(config(), None);
+        let mut disk = Default::default();
+        for z in 1..=200 {
+            b.append(Zxid(z), &[z as u8; 984]).unwrap(); // 1000 bytes encoded
+        }
+        let batches = run_all(&mut b, &mut disk);
+        // 8 records per 8 KiB batch; 65 records per 64 KiB segment.
+        assert!(batches >= 25, "{batches} batches");
+        let names: Vec<i64> = disk.keys().map(|z| z.0).collect();
+        assert_eq!(names, vec![1, 66, 131, 196]);
+        let all: Vec<i64> = disk.values().flat_map(|s| zxids_in(s)).collect();
+        assert_eq!(all, (1..=200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn record_count_bound_is_respected() {
+        let mut b = Batcher::new(
+            WalConfig {
+                batch_records_max: 3,
+                ..config()
+            },
+            None,
+        );
+        for z in 1..=7 {
+            b.append(Zxid(z), b"x").unwrap();
+        }
+        let batch = b.take_batch().unwrap();
+        assert_eq!(batch.records, 3);
+    }
+
+    #[test]
+    fn abort_keeps_records_for_the_retry() {
+        let mut b = Batcher::new(config(), None);
+        b.append(Zxid(1), b"a").unwrap();
+        let batch = b.take_batch().unwrap();
+        b.abort(batch);
+        assert_eq!(b.durable_zxid(), None);
+        let retry = b.take_batch().unwrap();
+        assert!(retry.create_segment);
+        assert_eq!(retry.last_zxid, Zxid(1));
+    }
+
+    #[test]
+    fn limits_and_order_are_enforced() {
+        let mut b = Batcher::new(
+            WalConfig {
+                pending_bytes_max: 100,
+                ..config()
+            },
+            None,
+        );
+        b.append(Zxid(5), b"a").unwrap();
+        assert!(matches!(
+            b.append(Zxid(5), b"a"),
+            Err(WalError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            b.append(Zxid(6), &[0; 4097]),
+            Err(WalError::RecordTooLarge { .. })
+        ));
+        assert!(matches!(
+            b.append(Zxid(6), &[0; 90]),
+            Err(WalError::Backpressure { .. })
+        ));
+    }
+}

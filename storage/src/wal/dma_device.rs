@@ -1,0 +1,169 @@
+//! The production [`Device`]: a directory of glommio DMA (O_DIRECT) files.
+//!
+//! Must be used on a glommio executor. Two facts about glommio 0.9 on this kind of machine,
+//! handled here: the first DMA file an executor opens decides whether the disk is driven in
+//! poll mode, and a misdetected virtio disk makes every fdatasync take milliseconds; opening an
+//! existing non-empty file with `DmaFile::open` first avoids that ([`DmaDevice::open`] does it
+//! with a small probe file). Executors should keep `io_memory` at 1-2 MiB so they start under
+//! the default memlock limit; larger DMA buffers then come from the heap, which is fine.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use glommio::io::{Directory, DmaBuffer, DmaFile, OpenOptions};
+
+use super::device::{Device, DeviceBuf, SegmentFile};
+use super::WalError;
+
+/// Bytes written per call when zero-filling a new segment.
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+/// Name of the non-empty file opened first on each executor (see the module doc).
+const PROBE_FILE: &str = "dma-probe";
+
+/// A WAL directory on disk, driven by glommio DMA files.
+#[derive(Debug, Clone)]
+pub struct DmaDevice {
+    dir: PathBuf,
+}
+
+impl DmaDevice {
+    /// Creates the directory if needed and primes glommio's DMA detection on this executor.
+    /// Call it before the executor opens any other DMA file.
+    pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, WalError> {
+        let dir = dir.into();
+        let io_error = |op, source| WalError::Io {
+            op,
+            file: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io_error("create directory", e))?;
+        prime_dma(&dir)
+            .await
+            .map_err(|e| io_error("prime DMA", e))?;
+        Ok(Self { dir })
+    }
+
+    /// The directory's path.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn sync_dir(&self) -> io::Result<()> {
+        let dir = Directory::open(&self.dir).await?;
+        dir.sync().await?;
+        dir.close().await?;
+        Ok(())
+    }
+
+    async fn write_zeros(&self, file: &DmaFile, len_bytes: u64) -> io::Result<()> {
+        file.pre_allocate(len_bytes, false).await?;
+        let mut offset = 0;
+        while offset < len_bytes {
+            let n = ZERO_CHUNK_BYTES.min((len_bytes - offset) as usize);
+            let mut buf = file.alloc_dma_buffer(n);
+            buf.as_bytes_mut().fill(0);
+            let written = file.write_at(buf, offset).await?;
+            if written != n {
+                return Err(io::Error::other(format!("short write of {written} bytes")));
+            }
+            offset += n as u64;
+        }
+        file.fdatasync().await?;
+        Ok(())
+    }
+}
+
+/// Opens a non-empty file in `dir` with `DmaFile::open` (writing it first with std if missing)
+/// so glommio probes the disk correctly on this executor.
+pub async fn prime_dma(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(PROBE_FILE);
+    if std::fs::metadata(&probe).map_or(true, |m| m.len() == 0) {
+        std::fs::write(&probe, vec![1u8; 4096])?;
+    }
+    let file = DmaFile::open(&probe).await?;
+    file.close().await?;
+    Ok(())
+}
+
+impl DeviceBuf for DmaBuffer {
+    fn as_mut_bytes(&mut self) -> &mut [u8] {
+        self.as_bytes_mut()
+    }
+}
+
+impl Device for DmaDevice {
+    type File = DmaFile;
+
+    async fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+
+    async fn create_zeroed(&self, name: &str, len_bytes: u64) -> io::Result<DmaFile> {
+        let path = self.dir.join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(&path)
+            .await?;
+        if let Err(e) = self.write_zeros(&file, len_bytes).await {
+            // Give the space back: a half-made segment holds nothing.
+            let _ = file.close().await;
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        self.sync_dir().await?;
+        Ok(file)
+    }
+
+    async fn open(&self, name: &str) -> io::Result<DmaFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(self.dir.join(name))
+            .await?;
+        Ok(file)
+    }
+
+    async fn remove(&self, name: &str) -> io::Result<()> {
+        std::fs::remove_file(self.dir.join(name))?;
+        self.sync_dir().await
+    }
+
+    fn describe(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl SegmentFile for DmaFile {
+    type Buf = DmaBuffer;
+
+    fn alloc_buf(&self, len_bytes: usize) -> DmaBuffer {
+        self.alloc_dma_buffer(len_bytes)
+    }
+
+    async fn write_at(&self, buf: DmaBuffer, offset_bytes: u64) -> io::Result<usize> {
+        Ok(DmaFile::write_at(self, buf, offset_bytes).await?)
+    }
+
+    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> io::Result<Vec<u8>> {
+        let read = DmaFile::read_at(self, offset_bytes, len_bytes).await?;
+        Ok(read.to_vec())
+    }
+
+    async fn sync_data(&self) -> io::Result<()> {
+        Ok(self.fdatasync().await?)
+    }
+
+    async fn len_bytes(&self) -> io::Result<u64> {
+        Ok(self.file_size().await?)
+    }
+}

@@ -1,0 +1,629 @@
+//! [`Wal`]: the async driver that moves batches from the pure [`Batcher`] to a [`Device`],
+//! recovers the log on open, and truncates or purges segments.
+//!
+//! It lives on one executor (the Zab core's) and is shared there by `Rc`: the Zab shell calls
+//! [`Wal::append`] for each txn and awaits [`Wal::wait_durable`] (or reads
+//! [`Wal::durable_zxid`]) before acknowledging; one task runs [`Wal::run`], which flushes a
+//! batch whenever records are pending, so the next batch forms while the previous one syncs.
+//! No `RefCell` borrow is held across an await.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+use zinc_protocol::types::Zxid;
+
+use super::batcher::{Batch, Batcher, Position};
+use super::device::{Device, DeviceBuf, SegmentFile};
+use super::scan::{parse_segment_name, scan_segment, segment_name, SegmentScan};
+use super::{WalConfig, WalError};
+
+/// Bytes read per call when loading a segment.
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
+/// One record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalRecord {
+    pub zxid: Zxid,
+    pub payload: Bytes,
+}
+
+/// What [`Wal::open`] found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Records with zxids above the `replay_after` given to open, in order.
+    pub records: Vec<WalRecord>,
+    /// The last record in the log.
+    pub last_zxid: Option<Zxid>,
+    /// Where a torn last write was cut off (file, byte offset), if there was one.
+    pub torn_tail: Option<(String, u64)>,
+}
+
+/// A segment read and scanned during recovery.
+struct Loaded {
+    first: Zxid,
+    bytes: Bytes,
+    scan: SegmentScan,
+}
+
+/// Counters since open, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Group commits written and synced.
+    pub batches: u64,
+    /// Records made durable.
+    pub records: u64,
+    /// Bytes written by group commits (aligned, partial blocks rewritten included).
+    pub written_bytes: u64,
+    /// Segment files created.
+    pub segments_created: u64,
+}
+
+struct State<F> {
+    batcher: Batcher,
+    stats: WalStats,
+    segments: Vec<Zxid>,
+    current: Option<(Zxid, Rc<F>)>,
+    failed: Option<String>,
+}
+
+#[derive(Default)]
+struct Wakers {
+    durable: Vec<Waker>,
+    flusher: Option<Waker>,
+}
+
+/// The write-ahead log over a device. See the module doc.
+pub struct Wal<D: Device> {
+    device: D,
+    config: WalConfig,
+    state: RefCell<State<D::File>>,
+    wakers: RefCell<Wakers>,
+}
+
+impl<D: Device> Wal<D> {
+    /// Recovers the log on `device` and returns it with the records after `replay_after`.
+    ///
+    /// Segments whose records are all at or below `replay_after` are neither read nor verified.
+    pub async fn open(
+        device: D,
+        config: WalConfig,
+        replay_after: Zxid,
+    ) -> Result<(Self, Recovered), WalError> {
+        config.validate()?;
+        let mut segments = list_segments(&device).await?;
+        let mut loaded = Vec::new();
+        for (i, &first) in segments.iter().enumerate() {
+            // Keep the last two: a trailing segment may turn out empty and be removed.
+            let skip = i + 2 < segments.len() && segments[i + 1].0 <= replay_after.0 + 1;
+            if !skip {
+                let prev = loaded.last().and_then(|l: &Loaded| l.scan.last_zxid());
+                loaded.push(load_segment(&device, &config, first, prev).await?);
+            }
+        }
+        let torn = check_segments(&device, &config, &loaded)?;
+        // Trailing segments without a valid record hold nothing durable: remove them.
+        while loaded.last().is_some_and(|l| l.scan.records.is_empty()) {
+            let first = loaded.pop().map(|l| l.first).expect("checked non-empty");
+            segments.retain(|s| *s != first);
+            remove_segment(&device, first).await?;
+        }
+        let mut torn_tail = None;
+        if let Some((first, offset)) = torn {
+            if let Some(last) = loaded.last().filter(|l| l.first == first) {
+                zero_after_end(&device, &config, last).await?;
+                torn_tail = Some((device.describe(&segment_name(first)), offset));
+            }
+        }
+        let position = loaded.last().map(|l| position_of(&config, l));
+        let records = loaded
+            .iter()
+            .flat_map(|l| records_of(l, replay_after))
+            .collect();
+        let last_zxid = position.as_ref().map(|p| p.last_zxid);
+        let wal = Self {
+            device,
+            config,
+            state: RefCell::new(State {
+                batcher: Batcher::new(config, position),
+                stats: WalStats::default(),
+                segments,
+                current: None,
+                failed: None,
+            }),
+            wakers: RefCell::default(),
+        };
+        Ok((
+            wal,
+            Recovered {
+                records,
+                last_zxid,
+                torn_tail,
+            },
+        ))
+    }
+
+    /// Queues a record; it is durable once [`Wal::durable_zxid`] reaches `zxid`.
+    pub fn append(&self, zxid: Zxid, payload: &[u8]) -> Result<(), WalError> {
+        let mut state = self.state.borrow_mut();
+        if let Some(why) = &state.failed {
+            return Err(WalError::Failed(why.clone()));
+        }
+        state.batcher.append(zxid, payload)?;
+        drop(state);
+        if let Some(waker) = self.wakers.borrow_mut().flusher.take() {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The last durable zxid (`None` while the log is empty).
+    pub fn durable_zxid(&self) -> Option<Zxid> {
+        self.state.borrow().batcher.durable_zxid()
+    }
+
+    /// The last appended zxid, durable or not.
+    pub fn last_appended(&self) -> Option<Zxid> {
+        self.state.borrow().batcher.last_appended()
+    }
+
+    /// Encoded bytes appended and not yet durable.
+    pub fn pending_bytes(&self) -> usize {
+        self.state.borrow().batcher.pending_bytes()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.state.borrow().stats
+    }
+
+    /// The configuration the log runs with.
+    pub fn config(&self) -> &WalConfig {
+        &self.config
+    }
+
+    /// Resolves once `zxid` is durable, or with the fatal error that stopped the WAL.
+    pub async fn wait_durable(&self, zxid: Zxid) -> Result<(), WalError> {
+        poll_fn(|cx| {
+            let state = self.state.borrow();
+            if let Some(why) = &state.failed {
+                return Poll::Ready(Err(WalError::Failed(why.clone())));
+            }
+            if state.batcher.durable_zxid().is_some_and(|d| d >= zxid) {
+                return Poll::Ready(Ok(()));
+            }
+            self.wakers.borrow_mut().durable.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Flushes batches for as long as records arrive; returns the first error. A fatal error
+    /// means exit; after [`WalError::NoSpace`] the caller may wait and call `run` again.
+    pub async fn run(&self) -> WalError {
+        loop {
+            poll_fn(|cx| {
+                if self.state.borrow().batcher.has_pending() {
+                    return Poll::Ready(());
+                }
+                self.wakers.borrow_mut().flusher = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            if let Err(e) = self.flush().await {
+                return e;
+            }
+        }
+    }
+
+    /// Writes and syncs the next batch; returns its last zxid, or `None` if there was nothing
+    /// to write (or a batch is already in flight).
+    pub async fn flush(&self) -> Result<Option<Zxid>, WalError> {
+        let batch = {
+            let mut state = self.state.borrow_mut();
+            if let Some(why) = &state.failed {
+                return Err(WalError::Failed(why.clone()));
+            }
+            match state.batcher.take_batch() {
+                Some(batch) => batch,
+                None => return Ok(None),
+            }
+        };
+        let result = self.write_batch(&batch).await;
+        let mut state = self.state.borrow_mut();
+        let outcome = match result {
+            Ok(()) => {
+                let last = batch.last_zxid;
+                state.stats.batches += 1;
+                state.stats.records += batch.records as u64;
+                state.stats.written_bytes += batch.bytes.len() as u64;
+                state.stats.segments_created += u64::from(batch.create_segment);
+                state.batcher.complete(batch);
+                Ok(Some(last))
+            }
+            Err(e) => {
+                state.batcher.abort(batch);
+                if e.is_fatal() {
+                    state.failed = Some(e.to_string());
+                }
+                Err(e)
+            }
+        };
+        drop(state);
+        for waker in std::mem::take(&mut self.wakers.borrow_mut().durable) {
+            waker.wake();
+        }
+        outcome
+    }
+
+    async fn write_batch(&self, batch: &Batch) -> Result<(), WalError> {
+        let name = segment_name(batch.segment);
+        let file = if batch.create_segment {
+            self.create_segment(batch.segment).await?
+        } else {
+            self.current_file(batch.segment).await?
+        };
+        let mut buf = file.alloc_buf(batch.bytes.len());
+        buf.as_mut_bytes().copy_from_slice(&batch.bytes);
+        let write_failed = |reason: String| WalError::WriteFailed {
+            file: self.device.describe(&name),
+            offset_bytes: batch.offset_bytes,
+            len_bytes: batch.bytes.len(),
+            reason,
+        };
+        match file.write_at(buf, batch.offset_bytes).await {
+            Ok(n) if n == batch.bytes.len() => {}
+            Ok(n) => return Err(write_failed(format!("short write of {n} bytes"))),
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                return Err(WalError::NoSpace {
+                    file: self.device.describe(&name),
+                    source: e,
+                })
+            }
+            Err(e) => return Err(write_failed(e.to_string())),
+        }
+        file.sync_data()
+            .await
+            .map_err(|source| WalError::SyncFailed {
+                file: self.device.describe(&name),
+                source,
+            })
+    }
+
+    async fn create_segment(&self, first: Zxid) -> Result<Rc<D::File>, WalError> {
+        let name = segment_name(first);
+        let created = self
+            .device
+            .create_zeroed(&name, self.config.segment_bytes)
+            .await;
+        let file = Rc::new(created.map_err(|source| {
+            let file = self.device.describe(&name);
+            match source.kind() {
+                std::io::ErrorKind::StorageFull => WalError::NoSpace { file, source },
+                _ => WalError::Io {
+                    op: "create",
+                    file,
+                    source,
+                },
+            }
+        })?);
+        let mut state = self.state.borrow_mut();
+        if state.segments.last() != Some(&first) {
+            state.segments.push(first);
+        }
+        state.current = Some((first, file.clone()));
+        Ok(file)
+    }
+
+    async fn current_file(&self, first: Zxid) -> Result<Rc<D::File>, WalError> {
+        if let Some((z, file)) = &self.state.borrow().current {
+            if *z == first {
+                return Ok(file.clone());
+            }
+        }
+        let file = Rc::new(open_segment(&self.device, first).await?);
+        self.state.borrow_mut().current = Some((first, file.clone()));
+        Ok(file)
+    }
+
+    /// Durable records with zxids above `after`, in order (for replay or a follower's DIFF).
+    pub async fn read_after(&self, after: Zxid) -> Result<Vec<WalRecord>, WalError> {
+        let (segments, position) = {
+            let state = self.state.borrow();
+            (state.segments.clone(), state.batcher.position().cloned())
+        };
+        let Some(position) = position else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (i, &first) in segments.iter().enumerate() {
+            if segments
+                .get(i + 1)
+                .is_some_and(|next| next.0 <= after.0 + 1)
+            {
+                continue;
+            }
+            let mut bytes = read_segment(&self.device, first).await?;
+            if first == position.segment {
+                // The in-flight batch may be writing past the durable end: ignore it.
+                bytes.truncate(position.end_bytes as usize);
+            }
+            let scan = scan_segment(&bytes, self.config.record_bytes_max, None);
+            if !scan.is_clean() {
+                return Err(corrupt(&self.device, first, &scan));
+            }
+            let loaded = Loaded {
+                first,
+                bytes: Bytes::from(bytes),
+                scan,
+            };
+            out.extend(records_of(&loaded, after));
+            if first == position.segment {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every record above `zxid` (Zab TRUNC). The log must be idle.
+    pub async fn truncate_after(&self, zxid: Zxid) -> Result<(), WalError> {
+        let segments = {
+            let state = self.state.borrow();
+            if let Some(why) = &state.failed {
+                return Err(WalError::Failed(why.clone()));
+            }
+            if state.batcher.has_pending() || state.batcher.in_flight() {
+                return Err(WalError::Busy("truncate with records pending"));
+            }
+            state.segments.clone()
+        };
+        let mut kept = segments;
+        let mut position = None;
+        while let Some(&last) = kept.last() {
+            if last.0 <= zxid.0 {
+                position = self.truncate_segment(last, zxid).await?;
+                if position.is_some() {
+                    break;
+                }
+            }
+            remove_segment(&self.device, last).await?;
+            kept.pop();
+        }
+        let mut state = self.state.borrow_mut();
+        state.segments = kept;
+        state.current = None;
+        state.batcher = Batcher::new(self.config, position);
+        Ok(())
+    }
+
+    /// Cuts segment `first` after the last record at or below `zxid` and zeroes the rest;
+    /// `None` if no record is left in it.
+    async fn truncate_segment(
+        &self,
+        first: Zxid,
+        zxid: Zxid,
+    ) -> Result<Option<Position>, WalError> {
+        let bytes = read_segment(&self.device, first).await?;
+        let mut scan = scan_segment(&bytes, self.config.record_bytes_max, None);
+        if !scan.is_clean() {
+            return Err(corrupt(&self.device, first, &scan));
+        }
+        let old_end = scan.garbage_end_bytes;
+        scan.records.retain(|(z, _)| *z <= zxid);
+        scan.end_bytes = scan.records.last().map_or(0, |(_, r)| r.end);
+        scan.garbage_end_bytes = old_end;
+        let loaded = Loaded {
+            first,
+            bytes: Bytes::from(bytes),
+            scan,
+        };
+        if loaded.scan.records.is_empty() {
+            return Ok(None);
+        }
+        zero_after_end(&self.device, &self.config, &loaded).await?;
+        Ok(Some(position_of(&self.config, &loaded)))
+    }
+
+    /// Removes segments whose records are all at or below `zxid` (retention after a
+    /// snapshot at `zxid`); the newest segment is always kept. Returns how many were removed.
+    pub async fn purge_through(&self, zxid: Zxid) -> Result<usize, WalError> {
+        let segments = self.state.borrow().segments.clone();
+        let mut removed = 0;
+        for pair in segments.windows(2) {
+            if pair[1].0 > zxid.0 + 1 {
+                break;
+            }
+            remove_segment(&self.device, pair[0]).await?;
+            self.state.borrow_mut().segments.retain(|s| *s != pair[0]);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// The first zxids of the segments on disk, oldest first.
+    pub fn segments(&self) -> Vec<Zxid> {
+        self.state.borrow().segments.clone()
+    }
+}
+
+/// The segment files on the device, oldest first; other names are ignored.
+async fn list_segments<D: Device>(device: &D) -> Result<Vec<Zxid>, WalError> {
+    let names = device.list().await.map_err(|source| WalError::Io {
+        op: "list",
+        file: device.describe(""),
+        source,
+    })?;
+    let mut segments: Vec<Zxid> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
+    segments.sort();
+    Ok(segments)
+}
+
+async fn open_segment<D: Device>(device: &D, first: Zxid) -> Result<D::File, WalError> {
+    let name = segment_name(first);
+    device.open(&name).await.map_err(|source| WalError::Io {
+        op: "open",
+        file: device.describe(&name),
+        source,
+    })
+}
+
+async fn remove_segment<D: Device>(device: &D, first: Zxid) -> Result<(), WalError> {
+    let name = segment_name(first);
+    device.remove(&name).await.map_err(|source| WalError::Io {
+        op: "remove",
+        file: device.describe(&name),
+        source,
+    })
+}
+
+/// Reads a whole segment, tolerating short reads.
+async fn read_segment<D: Device>(device: &D, first: Zxid) -> Result<Vec<u8>, WalError> {
+    let file = open_segment(device, first).await?;
+    let io_error = |op, source| WalError::Io {
+        op,
+        file: device.describe(&segment_name(first)),
+        source,
+    };
+    let len = file.len_bytes().await.map_err(|e| io_error("stat", e))? as usize;
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        let want = READ_CHUNK_BYTES.min(len - bytes.len());
+        let chunk = file
+            .read_at(bytes.len() as u64, want)
+            .await
+            .map_err(|e| io_error("read", e))?;
+        if chunk.is_empty() {
+            let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            return Err(io_error("read", eof));
+        }
+        bytes.extend_from_slice(&chunk[..chunk.len().min(want)]);
+    }
+    Ok(bytes)
+}
+
+async fn load_segment<D: Device>(
+    device: &D,
+    config: &WalConfig,
+    first: Zxid,
+    prev: Option<Zxid>,
+) -> Result<Loaded, WalError> {
+    let bytes = read_segment(device, first).await?;
+    let scan = scan_segment(&bytes, config.record_bytes_max, prev);
+    Ok(Loaded {
+        first,
+        bytes: Bytes::from(bytes),
+        scan,
+    })
+}
+
+/// Decides whether the loaded segments are consistent; returns the torn tail to repair.
+fn check_segments<D: Device>(
+    device: &D,
+    config: &WalConfig,
+    loaded: &[Loaded],
+) -> Result<Option<(Zxid, u64)>, WalError> {
+    let block = config.block_bytes;
+    for (i, l) in loaded.iter().enumerate() {
+        let name_error = |offset_bytes, reason: &str| WalError::Corrupt {
+            file: device.describe(&segment_name(l.first)),
+            offset_bytes,
+            reason: reason.to_string(),
+        };
+        if l.scan.records.first().is_some_and(|(z, _)| *z != l.first) {
+            return Err(name_error(
+                0,
+                "first record's zxid differs from the file name",
+            ));
+        }
+        let later_has_data = loaded[i + 1..]
+            .iter()
+            .any(|later| !later.scan.records.is_empty() || !later.scan.is_clean());
+        if l.scan.records.is_empty() && later_has_data {
+            return Err(name_error(
+                0,
+                "segment without records before later segments",
+            ));
+        }
+        if l.scan.is_clean() {
+            continue;
+        }
+        let span = l.scan.garbage_end_bytes - l.scan.end_bytes / block * block;
+        if later_has_data || span > config.torn_window_bytes() {
+            return Err(corrupt(device, l.first, &l.scan));
+        }
+        return Ok(Some((l.first, l.scan.end_bytes as u64)));
+    }
+    Ok(None)
+}
+
+fn corrupt<D: Device>(device: &D, first: Zxid, scan: &SegmentScan) -> WalError {
+    WalError::Corrupt {
+        file: device.describe(&segment_name(first)),
+        offset_bytes: scan.end_bytes as u64,
+        reason: scan.bad.unwrap_or("invalid record").to_string(),
+    }
+}
+
+/// Zeroes `[end_bytes, garbage_end_bytes)` of a loaded segment durably, rewriting the partial
+/// block before it with its valid prefix.
+async fn zero_after_end<D: Device>(
+    device: &D,
+    config: &WalConfig,
+    loaded: &Loaded,
+) -> Result<(), WalError> {
+    let block = config.block_bytes;
+    let end = loaded.scan.end_bytes;
+    let start = end / block * block;
+    let stop = loaded.scan.garbage_end_bytes.next_multiple_of(block);
+    if loaded.scan.garbage_end_bytes <= end {
+        return Ok(());
+    }
+    let name = segment_name(loaded.first);
+    let file = open_segment(device, loaded.first).await?;
+    let mut buf = file.alloc_buf(stop - start);
+    let bytes = buf.as_mut_bytes();
+    bytes.fill(0);
+    bytes[..end - start].copy_from_slice(&loaded.bytes[start..end]);
+    let failed = |reason: String| WalError::WriteFailed {
+        file: device.describe(&name),
+        offset_bytes: start as u64,
+        len_bytes: stop - start,
+        reason,
+    };
+    match file.write_at(buf, start as u64).await {
+        Ok(n) if n == stop - start => {}
+        Ok(n) => return Err(failed(format!("short write of {n} bytes"))),
+        Err(e) => return Err(failed(e.to_string())),
+    }
+    file.sync_data()
+        .await
+        .map_err(|source| WalError::SyncFailed {
+            file: device.describe(&name),
+            source,
+        })
+}
+
+fn position_of(config: &WalConfig, loaded: &Loaded) -> Position {
+    let end = loaded.scan.end_bytes;
+    let start = end / config.block_bytes * config.block_bytes;
+    Position {
+        segment: loaded.first,
+        end_bytes: end as u64,
+        tail: loaded.bytes[start..end].to_vec(),
+        last_zxid: loaded.scan.last_zxid().expect("a kept segment has records"),
+    }
+}
+
+fn records_of(loaded: &Loaded, after: Zxid) -> impl Iterator<Item = WalRecord> + '_ {
+    loaded
+        .scan
+        .records
+        .iter()
+        .filter(move |(z, _)| *z > after)
+        .map(|(zxid, range)| WalRecord {
+            zxid: *zxid,
+            payload: loaded.bytes.slice(range.clone()),
+        })
+}

@@ -1,0 +1,212 @@
+//! WAL behaviour under injected device faults: EIO on fsync or write (fatal), ENOSPC (batch
+//! fails, log intact, writes resume), short writes, backpressure; and group commit under
+//! concurrent appenders on a glommio executor.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod wal_support;
+
+use std::rc::Rc;
+
+use futures_lite::future::block_on;
+use wal_support::*;
+use zinc_protocol::types::Zxid;
+use zinc_storage::wal::{MemDevice, Tear, Wal, WalConfig, WalError};
+
+#[test]
+fn fsync_error_is_fatal_and_nothing_unsynced_is_reported_durable() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=10, 100);
+    wal.append(Zxid(11), &payload(11, 100)).unwrap();
+    dev.set_faults(|f| f.sync_eio = 1);
+    let err = block_on(wal.flush()).unwrap_err();
+    assert!(
+        matches!(err, WalError::SyncFailed { .. }) && err.is_fatal(),
+        "{err}"
+    );
+    assert_eq!(wal.durable_zxid(), Some(Zxid(10)));
+    // Everything afterwards refuses, including waiters: the server must exit.
+    assert!(matches!(
+        block_on(wal.wait_durable(Zxid(11))),
+        Err(WalError::Failed(_))
+    ));
+    assert!(matches!(
+        wal.append(Zxid(12), b"x"),
+        Err(WalError::Failed(_))
+    ));
+    assert!(matches!(block_on(wal.flush()), Err(WalError::Failed(_))));
+    assert!(block_on(wal.wait_durable(Zxid(10))).is_err());
+    drop(wal);
+    dev.crash(Tear::LoseUnsynced);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, 100), (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn write_error_is_fatal() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    wal.append(Zxid(1), b"a").unwrap();
+    dev.set_faults(|f| f.write_eio = 1);
+    let err = block_on(wal.flush()).unwrap_err();
+    assert!(
+        matches!(err, WalError::WriteFailed { .. }) && err.is_fatal(),
+        "{err}"
+    );
+    assert!(matches!(
+        wal.append(Zxid(2), b"b"),
+        Err(WalError::Failed(_))
+    ));
+}
+
+#[test]
+fn short_write_is_fatal_and_recovery_cuts_the_partial_block() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=20, 300);
+    for z in 21..=40 {
+        wal.append(Zxid(z), &payload(z, 300)).unwrap();
+    }
+    // The batch rewrites the partial block and goes on: keep only its first 1000 bytes.
+    dev.set_faults(|f| f.short_write_bytes = Some(1000));
+    let err = block_on(wal.flush()).unwrap_err();
+    assert!(
+        err.to_string().contains("short write of 1000 bytes"),
+        "{err}"
+    );
+    assert!(err.is_fatal());
+    drop(wal);
+    dev.crash(Tear::KeepUnsynced);
+    let (_, rec) = open(&dev).unwrap();
+    let got = check_records(&rec, 300);
+    assert!(got.len() >= 20 && got.len() < 40, "{} records", got.len());
+    assert_eq!(got, (1..=got.len() as i64).collect::<Vec<_>>());
+}
+
+#[test]
+fn disk_full_at_segment_creation_fails_the_batch_and_resumes_after_space_frees() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    // Room for exactly one 64 KiB segment.
+    dev.set_faults(|f| f.capacity_bytes = Some(64 * 1024));
+    append_durable(&wal, 1..=60, 984);
+    for z in 61..=80 {
+        wal.append(Zxid(z), &payload(z, 984)).unwrap();
+    }
+    let mut no_space = 0;
+    let err = loop {
+        match block_on(wal.flush()) {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the log cannot have fit"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(err, WalError::NoSpace { .. }) && !err.is_fatal(),
+        "{err}"
+    );
+    assert!(err.to_string().contains("device full"), "{err}");
+    let durable = wal.durable_zxid();
+    assert_eq!(
+        durable,
+        Some(Zxid(65)),
+        "the first segment holds 65 records"
+    );
+    // Retrying while still full fails the same way and changes nothing.
+    for _ in 0..3 {
+        assert!(matches!(
+            block_on(wal.flush()),
+            Err(WalError::NoSpace { .. })
+        ));
+        no_space += 1;
+    }
+    assert_eq!((wal.durable_zxid(), no_space), (durable, 3));
+    // Appends still queue while full.
+    wal.append(Zxid(81), &payload(81, 984)).unwrap();
+    dev.set_faults(|f| f.capacity_bytes = None);
+    flush_all(&wal).unwrap();
+    assert_eq!(wal.durable_zxid(), Some(Zxid(81)));
+    drop(wal);
+    dev.crash(Tear::LoseUnsynced);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, 984), (1..=81).collect::<Vec<_>>());
+}
+
+#[test]
+fn disk_full_on_write_leaves_the_log_undamaged() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=10, 100);
+    wal.append(Zxid(11), &payload(11, 100)).unwrap();
+    dev.set_faults(|f| f.write_enospc = 2);
+    for _ in 0..2 {
+        assert!(matches!(
+            block_on(wal.flush()),
+            Err(WalError::NoSpace { .. })
+        ));
+    }
+    assert_eq!(wal.durable_zxid(), Some(Zxid(10)));
+    flush_all(&wal).unwrap();
+    assert_eq!(wal.durable_zxid(), Some(Zxid(11)));
+    drop(wal);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, 100), (1..=11).collect::<Vec<_>>());
+}
+
+#[test]
+fn append_applies_backpressure_at_the_pending_limit() {
+    let dev = MemDevice::new();
+    let config = WalConfig {
+        pending_bytes_max: 16 * 1024,
+        ..small_config()
+    };
+    let (wal, _) = block_on(Wal::open(dev.clone(), config, Zxid::ZERO)).unwrap();
+    let mut accepted = 0;
+    let err = loop {
+        match wal.append(Zxid(accepted + 1), &[7; 1000]) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, WalError::Backpressure { .. }), "{err}");
+    assert_eq!(accepted, 16); // 16 records of 1016 bytes fit in 16 KiB
+    flush_all(&wal).unwrap();
+    wal.append(Zxid(accepted + 1), &[7; 1000]).unwrap();
+}
+
+#[test]
+fn invalid_config_is_rejected() {
+    let bad = WalConfig {
+        batch_bytes_max: 1000,
+        ..small_config()
+    };
+    let err = block_on(Wal::open(MemDevice::new(), bad, Zxid::ZERO)).err();
+    assert!(matches!(err, Some(WalError::Config(_))));
+}
+
+#[test]
+fn concurrent_appenders_share_group_commits() {
+    let ex = glommio::LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .make()
+        .unwrap();
+    ex.run(async {
+        let dev = MemDevice::new();
+        let (wal, _) = Wal::open(dev.clone(), small_config(), Zxid::ZERO)
+            .await
+            .unwrap();
+        let wal = Rc::new(wal);
+        concurrent_appends(&wal, 8, 50, 200).await;
+        assert_eq!(wal.durable_zxid(), Some(Zxid(400)));
+        let stats = wal.stats();
+        assert_eq!(stats.records, 400);
+        assert!(
+            stats.batches <= 100,
+            "{} batches: appends were not grouped",
+            stats.batches
+        );
+        drop(wal);
+        let (_, rec) = Wal::open(dev, small_config(), Zxid::ZERO).await.unwrap();
+        assert_eq!(check_records(&rec, 200), (1..=400).collect::<Vec<_>>());
+    });
+}

@@ -1,0 +1,307 @@
+//! WAL recovery on the in-memory device: replay, segment rolls, crashes with torn writes,
+//! mid-log corruption, short reads, truncation and purge.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod wal_support;
+
+use futures_lite::future::{block_on, poll_once};
+use wal_support::*;
+use zinc_protocol::types::Zxid;
+use zinc_storage::wal::{segment_name, MemDevice, Tear, Wal, WalError};
+
+/// Payload bytes that make a 1000-byte record (16-byte header), for easy offsets.
+const PAYLOAD: usize = 984;
+
+#[test]
+fn reopen_replays_every_durable_record_in_order() {
+    let dev = MemDevice::new();
+    let (wal, rec) = open(&dev).unwrap();
+    assert_eq!((rec.records.len(), rec.last_zxid), (0, None));
+    append_durable(&wal, 1..=50, 100);
+    assert_eq!(wal.durable_zxid(), Some(Zxid(50)));
+    drop(wal);
+    let (wal, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, 100), (1..=50).collect::<Vec<_>>());
+    assert_eq!((rec.last_zxid, rec.torn_tail), (Some(Zxid(50)), None));
+    // Appending continues the same segment after the partial block.
+    append_durable(&wal, 51..=60, 100);
+    drop(wal);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, 100), (1..=60).collect::<Vec<_>>());
+    assert_eq!(dev.file_names(), vec![segment_name(Zxid(1))]);
+}
+
+#[test]
+fn replay_after_skips_old_records_and_segments() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=300, PAYLOAD);
+    let segments = wal.segments();
+    assert!(segments.len() >= 4, "{segments:?}");
+    drop(wal);
+    let (wal, rec) = block_on(Wal::open(dev.clone(), small_config(), Zxid(250))).unwrap();
+    assert_eq!(
+        check_records(&rec, PAYLOAD),
+        (251..=300).collect::<Vec<_>>()
+    );
+    let again = block_on(wal.read_after(Zxid(100))).unwrap();
+    let zxids: Vec<i64> = again.iter().map(|r| r.zxid.0).collect();
+    assert_eq!(zxids, (101..=300).collect::<Vec<_>>());
+}
+
+#[test]
+fn purge_removes_only_segments_wholly_at_or_below_the_zxid() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=300, PAYLOAD);
+    let segments = wal.segments();
+    // Segment k holds [segments[k], segments[k+1] - 1].
+    let through = segments[2].0 - 1;
+    assert_eq!(block_on(wal.purge_through(Zxid(through))).unwrap(), 2);
+    assert_eq!(wal.segments(), segments[2..].to_vec());
+    assert_eq!(block_on(wal.purge_through(Zxid(through))).unwrap(), 0);
+    assert_eq!(
+        block_on(wal.purge_through(Zxid(i64::MAX - 1))).unwrap(),
+        segments.len() - 3
+    );
+    assert_eq!(wal.segments(), vec![*segments.last().unwrap()]);
+    drop(wal);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(
+        rec.records.first().map(|r| r.zxid),
+        Some(*segments.last().unwrap())
+    );
+    assert_eq!(rec.last_zxid, Some(Zxid(300)));
+}
+
+/// Appends `zxids`, lets the batch reach the device unsynced, then crashes with `tear`.
+fn crash_mid_batch(
+    dev: &MemDevice,
+    wal: Wal<MemDevice>,
+    zxids: std::ops::RangeInclusive<i64>,
+    len: usize,
+    tear: Tear,
+) {
+    for z in zxids {
+        wal.append(Zxid(z), &payload(z, len)).unwrap();
+    }
+    dev.set_faults(|f| f.sync_stall = true);
+    assert!(
+        block_on(poll_once(wal.flush())).is_none(),
+        "sync must stall"
+    );
+    drop(wal);
+    dev.set_faults(|f| f.sync_stall = false);
+    dev.crash(tear);
+}
+
+#[test]
+fn torn_last_write_is_cut_and_the_log_goes_on() {
+    for seed in 0..300u64 {
+        let dev = MemDevice::new();
+        let (wal, _) = open(&dev).unwrap();
+        let durable = 1 + (seed as i64 * 7) % 90;
+        append_durable(&wal, 1..=durable, 300);
+        let tear = match seed % 3 {
+            0 => Tear::Sectors { seed },
+            1 => Tear::KeepUnsynced,
+            _ => Tear::LoseUnsynced,
+        };
+        crash_mid_batch(&dev, wal, durable + 1..=durable + 20, 300, tear);
+        let (wal, rec) = open(&dev).unwrap_or_else(|e| panic!("seed={seed}: {e}"));
+        let got = check_records(&rec, 300);
+        // Every durable record, then possibly a prefix of the torn batch, nothing else.
+        assert!(
+            got.len() >= durable as usize,
+            "seed={seed}: lost durable records"
+        );
+        assert_eq!(
+            got,
+            (1..=got.len() as i64).collect::<Vec<_>>(),
+            "seed={seed}"
+        );
+        if matches!(tear, Tear::LoseUnsynced) {
+            assert_eq!(got.len(), durable as usize, "seed={seed}");
+        }
+        // New records after the cut must not be mixed with leftovers of the torn batch.
+        let next = got.len() as i64 + 1;
+        append_durable(&wal, next..=next + 4, 50);
+        drop(wal);
+        let (_, rec) = open(&dev).unwrap_or_else(|e| panic!("seed={seed}: {e}"));
+        let zxids: Vec<i64> = rec.records.iter().map(|r| r.zxid.0).collect();
+        assert_eq!(zxids, (1..=next + 4).collect::<Vec<_>>(), "seed={seed}");
+        assert_eq!(
+            rec.torn_tail, None,
+            "seed={seed}: the repair must be durable"
+        );
+    }
+}
+
+#[test]
+fn crash_right_after_a_segment_roll_removes_the_empty_segment() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    // 65 records of 1000 bytes fill a 64 KiB segment.
+    append_durable(&wal, 1..=65, PAYLOAD);
+    let before = wal.segments();
+    assert_eq!(before, vec![Zxid(1)]);
+    // The next records do not fit in the current segment: the batch creates a new one.
+    crash_mid_batch(&dev, wal, 66..=70, PAYLOAD, Tear::LoseUnsynced);
+    assert_eq!(dev.file_names().len(), before.len() + 1);
+    let (wal, rec) = open(&dev).unwrap();
+    assert_eq!(wal.segments(), before);
+    assert_eq!(dev.file_names().len(), before.len());
+    assert_eq!(rec.last_zxid, Some(Zxid(65)));
+    append_durable(&wal, 66..=70, PAYLOAD);
+    drop(wal);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, PAYLOAD), (1..=70).collect::<Vec<_>>());
+}
+
+#[test]
+fn corruption_in_an_older_segment_names_file_and_offset() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=200, PAYLOAD);
+    drop(wal);
+    let name = segment_name(Zxid(1));
+    // Record k (0-based) of the first segment starts at k * 1000 (16-byte header + 984).
+    dev.flip_bit(&name, 3 * 1000 + 500, 2);
+    let err = open(&dev).err().expect("open must fail");
+    match &err {
+        WalError::Corrupt {
+            file, offset_bytes, ..
+        } => {
+            assert_eq!(
+                (file.as_str(), *offset_bytes),
+                (format!("mem:{name}").as_str(), 3000)
+            );
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(err.is_fatal());
+    assert!(
+        err.to_string().contains(&name) && err.to_string().contains("3000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn corruption_far_before_the_end_of_the_last_segment_is_an_error() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=40, PAYLOAD);
+    drop(wal);
+    // 40 KB of records; a flip at 5 KB leaves more than one batch of valid data after it.
+    dev.flip_bit(&segment_name(Zxid(1)), 5 * 1000 + 20, 0);
+    match open(&dev) {
+        Err(WalError::Corrupt { offset_bytes, .. }) => assert_eq!(offset_bytes, 5000),
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn a_bad_length_field_is_caught_too() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=40, PAYLOAD);
+    drop(wal);
+    dev.write_durable(&segment_name(Zxid(1)), 2000 + 4, &u32::MAX.to_le_bytes());
+    assert!(matches!(
+        open(&dev),
+        Err(WalError::Corrupt {
+            offset_bytes: 2000,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn damage_within_the_last_batch_is_treated_as_a_torn_write() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=40, PAYLOAD);
+    drop(wal);
+    // Indistinguishable from a torn last write (documented): cut at the damaged record.
+    dev.flip_bit(&segment_name(Zxid(1)), 38 * 1000 + 40, 1);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, PAYLOAD), (1..=38).collect::<Vec<_>>());
+    assert_eq!(rec.torn_tail.map(|t| t.1), Some(38_000));
+}
+
+#[test]
+fn short_reads_are_tolerated() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=150, 700);
+    drop(wal);
+    dev.set_faults(|f| f.read_bytes_max = Some(777));
+    let (wal, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, 700), (1..=150).collect::<Vec<_>>());
+    assert_eq!(block_on(wal.read_after(Zxid(140))).unwrap().len(), 10);
+}
+
+#[test]
+fn truncate_after_drops_later_records_and_segments() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=200, PAYLOAD);
+    let segments = wal.segments();
+    let cut = segments[1].0 + 3;
+    block_on(wal.truncate_after(Zxid(cut))).unwrap();
+    assert_eq!(wal.segments(), segments[..2].to_vec());
+    assert_eq!(wal.durable_zxid(), Some(Zxid(cut)));
+    // A new leader's history replaces what was cut: different payload sizes, same zxids.
+    append_durable(&wal, cut + 1..=cut + 100, 500);
+    drop(wal);
+    let (wal, rec) = open(&dev).unwrap();
+    let zxids: Vec<i64> = rec.records.iter().map(|r| r.zxid.0).collect();
+    assert_eq!(zxids, (1..=cut + 100).collect::<Vec<_>>());
+    assert!(rec
+        .records
+        .iter()
+        .all(|r| r.payload.len() == if r.zxid.0 <= cut { PAYLOAD } else { 500 }));
+    // Truncating before everything empties the log.
+    block_on(wal.truncate_after(Zxid::ZERO)).unwrap();
+    assert_eq!((wal.segments(), wal.durable_zxid()), (vec![], None));
+    drop(wal);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(rec.last_zxid, None);
+}
+
+#[test]
+fn truncate_needs_an_idle_log() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=5, 10);
+    wal.append(Zxid(6), b"x").unwrap();
+    assert!(matches!(
+        block_on(wal.truncate_after(Zxid(3))),
+        Err(WalError::Busy(_))
+    ));
+}
+
+#[test]
+fn a_segment_named_for_another_zxid_is_corruption() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 5..=9, 10);
+    drop(wal);
+    let bytes = dev.file_bytes(&segment_name(Zxid(5))).unwrap();
+    let other = segment_name(Zxid(3));
+    block_on(zinc_storage::wal::Device::create_zeroed(
+        &dev,
+        &other,
+        bytes.len() as u64,
+    ))
+    .unwrap();
+    dev.write_durable(&other, 0, &bytes);
+    dev.write_durable(&segment_name(Zxid(5)), 0, &vec![0; bytes.len()]);
+    assert!(matches!(
+        open(&dev),
+        Err(WalError::Corrupt {
+            offset_bytes: 0,
+            ..
+        })
+    ));
+}
