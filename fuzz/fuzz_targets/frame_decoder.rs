@@ -51,7 +51,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(frames_whole, frames_chunked);
     assert_eq!(error_whole, error_chunked);
     if error_whole.is_none() {
-        let consumed: usize = frames_whole.iter().map(|f| f.len() + LENGTH_PREFIX_BYTES).sum();
+        let consumed: usize = frames_whole
+            .iter()
+            .map(|f| f.len() + LENGTH_PREFIX_BYTES)
+            .sum();
         assert_eq!(consumed + whole.len(), stream.len());
     }
 });
