@@ -3,8 +3,11 @@
 //!
 //! Every txn field is absolute (new version, parent cversion, paths of an ended session), so
 //! applying a txn again leaves the tree as it was: a create of an existing node fails with
-//! NodeExists and changes nothing, a parent's cversion and pzxid only move forward. A multi is
-//! all or nothing: if one op fails, the tree is left as before the multi.
+//! NodeExists and changes nothing, a parent's cversion and pzxid only move forward.
+//!
+//! A multi is all or nothing by construction: prep checks every op against the state the multi
+//! follows and, if one fails, logs the multi with `Error` ops, which changes nothing here.
+//! A multi without `Error` ops applies op by op, as ZooKeeper's DataTree does.
 
 use std::sync::Arc;
 
@@ -189,7 +192,8 @@ impl Tree {
         }
     }
 
-    /// All ops or none. A multi that prep already failed carries `Error` ops and changes nothing.
+    /// A multi that prep failed carries `Error` ops and changes nothing; otherwise every op
+    /// applies in order.
     fn apply_multi(
         &mut self,
         context: Context,
@@ -211,28 +215,16 @@ impl Tree {
                 .collect();
             return OpResult::Multi(results);
         }
-        let before = self.clone();
-        let triggers_before = out.len();
-        let mut results = Vec::with_capacity(ops.len());
-        for (index, op) in ops.iter().enumerate() {
-            match self.apply_op(context, op, out) {
-                Ok(result) => results.push(result),
-                Err(code) => {
-                    *self = before;
-                    out.truncate(triggers_before);
-                    let results = (0..ops.len())
-                        .map(|at| match at.cmp(&index) {
-                            std::cmp::Ordering::Less => OpResult::Error(ErrorCode::Ok),
-                            std::cmp::Ordering::Equal => OpResult::Error(code),
-                            std::cmp::Ordering::Greater => {
-                                OpResult::Error(ErrorCode::RuntimeInconsistency)
-                            }
-                        })
-                        .collect();
-                    return OpResult::Multi(results);
-                }
-            }
-        }
+        // Prep validated every op against the state this txn follows, so each one applies.
+        // One can fail only while replaying txns already in the tree; then that op alone is
+        // skipped (rolling the others back would undo creates that later txns rely on).
+        let results = ops
+            .iter()
+            .map(|op| {
+                self.apply_op(context, op, out)
+                    .unwrap_or_else(OpResult::Error)
+            })
+            .collect();
         OpResult::Multi(results)
     }
 

@@ -92,9 +92,10 @@ impl Leaf for PathEntry {
     }
 }
 
-/// Splits `path` into parent path and child name; `None` for `/` and malformed paths.
+/// Splits `path` into parent path and child name; `None` for `/` and malformed paths (not
+/// absolute, an empty name anywhere, a trailing slash).
 fn split_parent(path: &str) -> Option<(&str, &str)> {
-    if !path.starts_with('/') || path.len() < 2 {
+    if !path.starts_with('/') || path.len() < 2 || path.contains("//") {
         return None;
     }
     let slash = path.rfind('/')?;

@@ -270,35 +270,16 @@ fn ephemerals_are_indexed_and_closed_with_the_session() {
 }
 
 #[test]
-fn multi_applies_all_or_nothing() {
+fn multi_failed_in_prep_changes_nothing() {
     let mut tree = Tree::new();
     apply(&mut tree, 1, create("/a", b"", 1));
     let digest = tree.digest();
-    let failing = Txn::Multi(vec![
-        create("/b", b"", 2),
-        delete("/missing"),
-        set_data("/a", b"z", 1),
-    ]);
-    let outcome = apply(&mut tree, 2, failing);
-    assert_eq!(outcome.err, ErrorCode::NoNode);
-    assert_eq!(
-        outcome.result,
-        OpResult::Multi(vec![
-            OpResult::Error(ErrorCode::Ok),
-            OpResult::Error(ErrorCode::NoNode),
-            OpResult::Error(ErrorCode::RuntimeInconsistency),
-        ])
-    );
-    assert!(outcome.triggers.is_empty());
-    assert_eq!(tree.stat("/b"), None);
-    assert_eq!(tree.digest(), digest);
-
     let prep_failed = Txn::Multi(vec![
         create("/b", b"", 2),
         Txn::Error(ErrorTxn { err: -110 }),
         Txn::Error(ErrorTxn { err: -2 }),
     ]);
-    let outcome = apply(&mut tree, 3, prep_failed);
+    let outcome = apply(&mut tree, 2, prep_failed);
     assert_eq!(outcome.err, ErrorCode::NodeExists);
     assert_eq!(
         outcome.result,
@@ -308,7 +289,15 @@ fn multi_applies_all_or_nothing() {
             OpResult::Error(ErrorCode::RuntimeInconsistency),
         ])
     );
+    assert!(outcome.triggers.is_empty());
+    assert_eq!(tree.stat("/b"), None);
+    assert_eq!(tree.digest(), digest);
+}
 
+#[test]
+fn multi_applies_every_op() {
+    let mut tree = Tree::new();
+    apply(&mut tree, 1, create("/a", b"", 1));
     let good = Txn::Multi(vec![
         create("/b", b"", 2),
         Txn::Check(CheckVersionTxn {
@@ -317,12 +306,28 @@ fn multi_applies_all_or_nothing() {
         }),
         set_data("/a", b"z", 1),
     ]);
-    let outcome = apply(&mut tree, 4, good);
+    let outcome = apply(&mut tree, 2, good);
     assert_eq!(outcome.err, ErrorCode::Ok);
     assert!(matches!(&outcome.result, OpResult::Multi(r) if r.len() == 3));
     assert_eq!(outcome.triggers.len(), 3);
     assert_eq!(tree.stat("/a").expect("/a").version, 1);
-    assert!(tree.stat("/b").is_some());
+    assert_eq!(tree.stat("/b").expect("/b").czxid, 2);
+}
+
+#[test]
+fn replayed_multi_skips_only_the_ops_that_cannot_apply() {
+    // Applied once: /x and /y created by one multi, then /y deleted and /a deleted.
+    let mut tree = Tree::new();
+    let multi = Txn::Multi(vec![create("/x", b"", 1), create("/y", b"", 2)]);
+    apply(&mut tree, 1, multi.clone());
+    apply(&mut tree, 2, delete("/y"));
+    let state = tree.digest();
+    // Replaying from the multi: /x exists, /y is created again and deleted again.
+    let outcome = apply(&mut tree, 1, multi);
+    assert_eq!(outcome.err, ErrorCode::NodeExists);
+    assert!(tree.stat("/y").is_some());
+    apply(&mut tree, 2, delete("/y"));
+    assert_eq!(tree.digest(), state);
 }
 
 #[test]
