@@ -76,15 +76,18 @@ fn build(nodes: usize, data_bytes: usize) -> Tree {
         pzxid: zxid,
         ..StatPersisted::default()
     };
-    tree.restore_node("/bench", &stat(zxid), None, &acl).expect("restore");
+    tree.restore_node("/bench", &stat(zxid), None, &acl)
+        .expect("restore");
     for i in 0..nodes.div_ceil(1000) {
         zxid += 1;
         let parent = format!("/bench/p{i:04}");
-        tree.restore_node(&parent, &stat(zxid), None, &acl).expect("restore");
+        tree.restore_node(&parent, &stat(zxid), None, &acl)
+            .expect("restore");
         for j in 0..1000.min(nodes - i * 1000) {
             zxid += 1;
             let path = format!("{parent}/n{j:04}");
-            tree.restore_node(&path, &stat(zxid), Some(&data), &acl).expect("restore");
+            tree.restore_node(&path, &stat(zxid), Some(&data), &acl)
+                .expect("restore");
         }
     }
     tree
