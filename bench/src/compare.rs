@@ -307,7 +307,41 @@ fn compare_in(options: &CompareOptions, dir: &Path) -> Result<String, BenchError
         ),
         ("Zinc", proc_stats::usage(zinc.child.id())?.peak_rss_kib),
     ];
-    Ok(markdown(options, &samples, &memory))
+    Ok(format!(
+        "{}\n{}",
+        context(),
+        markdown(options, &samples, &memory)
+    ))
+}
+
+/// Where and what was measured: machine, commit, command line.
+fn context() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory_kib: u64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let commit = Command::new("git")
+        .args(["log", "-1", "--format=%h %s"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let command: Vec<String> = std::env::args().collect();
+    format!(
+        "Machine: {cpu}, {cores} cores, {:.0} GiB RAM, Linux {}.\nCommit: {commit}.\nCommand: `{}`\n",
+        memory_kib as f64 / 1024.0 / 1024.0,
+        read("/proc/sys/kernel/osrelease").trim(),
+        command.join(" ")
+    )
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
