@@ -18,7 +18,7 @@ use crate::zab::{Command, Config, Role};
 
 const TICK_MS: u64 = 100;
 /// After the faults stop, a leader must be established and a new write committed within this.
-pub const LIVENESS_TICKS_MAX: u64 = 100;
+pub const LIVENESS_TICKS_MAX: u64 = 60;
 const FRAME_BYTES_MAX: usize = 64 << 20;
 /// A run that keeps going this far past its step budget without settling is a failure.
 const STEPS_GRACE_MAX: u64 = 200_000;
@@ -32,6 +32,8 @@ const DELAY_SPIKE_PPM: u64 = 20_000;
 /// Per fault roll (every tick).
 const CRASH_PPM: u64 = 25_000;
 const PARTITION_PPM: u64 = 20_000;
+/// Of the crash rolls, the share that takes down several servers at once.
+const CORRELATED_CRASH_PPM: u64 = 300_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimOptions {
@@ -639,6 +641,9 @@ impl World {
     }
 
     fn role_changed(&mut self, index: usize, role: Role) -> Check {
+        if self.options.trace {
+            println!("        server {} -> {role:?}", index + 1);
+        }
         match role {
             Role::LeaderElect => self.stats.elections += 1,
             Role::Leading { epoch } => {
@@ -684,9 +689,16 @@ impl World {
     fn roll_faults(&mut self) {
         let count = self.servers.len();
         if self.rng.chance(CRASH_PPM) {
-            let index = self.rng.below(count as u64) as usize;
-            if self.servers[index].up() {
-                self.crash(index);
+            // Mostly one server; sometimes a power loss takes several (or all) at once.
+            let victims = match self.rng.chance(CORRELATED_CRASH_PPM) {
+                true => self.rng.range(2, count as u64),
+                false => 1,
+            };
+            for _ in 0..victims {
+                let index = self.rng.below(count as u64) as usize;
+                if self.servers[index].up() {
+                    self.crash(index);
+                }
             }
         }
         if self.rng.chance(PARTITION_PPM) {
