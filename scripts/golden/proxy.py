@@ -19,8 +19,12 @@ class Recording:
 
     def __init__(self, name):
         self.name = name
-        self.frames = []  # list of (conn, '>' or '<', bytes)
+        self.frames = []  # list of (conn, '>' or '<', bytes), in the order they were recorded
+        self.delivered = set()  # indexes into frames whose bytes have been forwarded
         self.connections = 0
+
+    def delivered_frames(self):
+        return [frame for index, frame in enumerate(self.frames) if index in self.delivered]
 
 
 class Proxy:
@@ -60,10 +64,11 @@ class Proxy:
             sock.close()
 
     def wait_for(self, predicate, timeout_s=20.0, what="condition"):
-        """Waits until predicate(frames) is true for the current recording's frames."""
+        """Waits until predicate(frames) is true for the current recording's frames that have
+        reached their peer (so dropping the connection afterwards loses none of them)."""
         deadline = time.monotonic() + timeout_s
         with self.cond:
-            while not predicate(self.recording.frames):
+            while not predicate(self.recording.delivered_frames()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"{self.recording.name}: timed out waiting for {what}")
@@ -108,11 +113,15 @@ class Proxy:
             if not chunk:
                 break
             pending += chunk
-            pending = self._record_frames(pending, direction, recording, conn)
+            pending, recorded = self._record_frames(pending, direction, recording, conn)
             try:
                 dst.sendall(chunk)
             except OSError:
                 break
+            if recorded:
+                with self.cond:
+                    recording.delivered.update(recorded)
+                    self.cond.notify_all()
         # Half-close: the other direction keeps flowing, so a reply the server sends after the
         # client has finished sending (closeSession) is still recorded.
         try:
@@ -130,8 +139,10 @@ class Proxy:
                 break
             frames.append(pending[4 : 4 + length])
             pending = pending[4 + length :]
+        recorded = range(0)
         if frames and recording is not None:
             with self.cond:
+                start = len(recording.frames)
                 recording.frames += [(conn, direction, f) for f in frames]
-                self.cond.notify_all()
-        return pending
+                recorded = range(start, len(recording.frames))
+        return pending, recorded

@@ -29,12 +29,12 @@ def jstring(value):
 
 
 class RawClient:
-    def __init__(self, port, legacy_connect=False):
+    def __init__(self, port, legacy_connect=False, session_id=0, passwd=bytes(16)):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
         self.buf = b""
         self.xid = 0
-        # protocolVersion, lastZxidSeen, timeOut, sessionId, passwd (16 zero bytes)
-        connect = struct.pack(">iqiq", 0, 0, 4000, 0) + jstring(bytes(16))
+        # protocolVersion, lastZxidSeen, timeOut, sessionId, passwd
+        connect = struct.pack(">iqiq", 0, 0, 4000, session_id) + jstring(passwd)
         if not legacy_connect:
             connect += b"\x00"  # readOnly: a client older than 3.4 omits it
         self._send(connect)
@@ -66,6 +66,16 @@ class RawClient:
             reply_xid, _zxid, err = struct.unpack(">iqi", reply[:16])
             if reply_xid == xid:
                 return err
+
+    def wait_closed(self):
+        """Reads until the server closes the connection; returns the frames it sent meanwhile."""
+        frames = []
+        while True:
+            try:
+                frames.append(self._recv())
+            except ConnectionError:
+                self.sock.close()
+                return frames
 
     def close(self):
         self.call(OP_CLOSE_SESSION)

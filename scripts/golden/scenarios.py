@@ -5,6 +5,7 @@ import queue
 import struct
 import subprocess
 import threading
+import time
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
@@ -37,10 +38,11 @@ def expect_raises(error, call, *args, **kwargs):
 class Kazoo:
     """A kazoo client through the proxy, with a queue of watch events and connection waits."""
 
-    def __init__(self, ctx, timeout_s=10.0):
+    def __init__(self, ctx, timeout_s=10.0, read_only=False):
         self.events = queue.Queue()
         self.connected = threading.Event()
-        self.zk = KazooClient(hosts=f"127.0.0.1:{ctx.proxy.port}", timeout=timeout_s)
+        hosts = f"127.0.0.1:{ctx.proxy.port}"
+        self.zk = KazooClient(hosts=hosts, timeout=timeout_s, read_only=read_only)
         self.zk.add_listener(self._on_state)
         self.zk.start(timeout=WAIT_S)
 
@@ -293,8 +295,22 @@ class CliMt:
 
         self.ctx.proxy.wait_for(all_answered, what="cli_mt replies")
 
+    def wait_logged(self, text):
+        deadline = time.monotonic() + WAIT_S
+        path = self.log.name
+        self.log.flush()
+        while True:
+            with open(path) as log:
+                if text in log.read():
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cli_mt never printed {text!r}; see {path}")
+            time.sleep(0.05)  # polling interval while waiting for the condition above
+
     def quit(self):
         self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.ctx.proxy.wait_for(lambda frames: fixture.has_request(frames, "closeSession"), what="closeSession")
         self.proc.stdin.close()
         self.proc.wait(timeout=WAIT_S)
         self.log.close()
@@ -310,7 +326,10 @@ def cli_mt(ctx):
 def cli_mt_reconnect(ctx):
     """The C client re-registers its watches after a dropped connection with setWatches."""
     cli = CliMt(ctx)
-    cli.run("create /mr\nwexists /mr/absent\nget /mr\nls /mr\n")
+    cli.run("create /mr\nwexists /mr/absent\nget /mr\nls /mr\nexists /mr/sentinel\n")
+    # cli_mt arms a watch when it processes the reply; completions run in order, so once the
+    # last one is logged every watch is armed and the connection may be dropped.
+    cli.wait_logged("Error -101 for /mr/sentinel")
     ctx.proxy.drop()
     ctx.proxy.wait_for(lambda frames: fixture.has_request(frames, "setWatches"), what="setWatches")
     cli.requests_min += 1
@@ -326,6 +345,22 @@ def raw_legacy_connect(ctx):
     body = rawclient.jstring("/zookeeper") + b"\x00"
     assert client.call(rawclient.OP_EXISTS, body) == 0
     client.close()
+
+
+def raw_expired_session(ctx):
+    """Resuming a session the server does not know: it answers with timeout 0, session id 0 and
+    a zero password, then closes the connection. (Real clients reach this only after a session
+    expired while they were disconnected.)"""
+    client = rawclient.RawClient(ctx.proxy.port, session_id=0x7EADBEEF00000001, passwd=b"p" * 16)
+    (_version, timeout_ms, session_id) = struct.unpack(">iiq", client.connect_response[:16])
+    assert (timeout_ms, session_id) == (0, 0), client.connect_response.hex()
+    assert client.wait_closed() == []
+
+
+def kazoo_read_only(ctx):
+    """A client that accepts a read-only server: readOnly=true in the connect request."""
+    with Kazoo(ctx, read_only=True) as k:
+        assert k.zk.get_children("/zookeeper")
 
 
 def raw_server_errors(ctx):
@@ -360,5 +395,7 @@ SCENARIOS = [
     ("zkcli", "zkCli.sh 3.8.0 (commands piped on stdin)", zkcli),
     ("cli_mt", "C client cli_mt 3.8.0 (commands piped on stdin)", cli_mt),
     ("raw_legacy_connect", "raw", raw_legacy_connect),
+    ("kazoo_read_only", "kazoo (Python)", kazoo_read_only),
+    ("raw_expired_session", "raw", raw_expired_session),
     ("raw_server_errors", "raw", raw_server_errors),
 ]

@@ -1,6 +1,40 @@
 //! The Zinc server: the sans-IO Zab core, request prep, sessions, watches, and the glommio shell
 //! around them.
 
+pub mod acl;
 pub mod config;
+pub mod exec;
+pub mod session;
+pub mod shell;
+pub mod signals;
 pub mod sim;
+pub mod watch;
 pub mod zab;
+
+use config::Config;
+use zinc_storage::tree::Tree;
+
+/// Why the server could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Shell(#[from] shell::ShellError),
+}
+
+/// Starts a server with `config` and serves until the process is stopped.
+pub fn start(config: Config) -> Result<(), ServerError> {
+    for dir in [&config.data_dir, &config.data_log_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let tree = Tree::new();
+    shell::run(config, tree)?;
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The glommio shell: one executor per shard core plus the Zab core executor, bounded channels
+//! between them, client listeners on every shard. It only moves bytes and calls the pure code.
+
+pub(crate) mod admin;
+pub(crate) mod core;
+pub mod messages;
+pub(crate) mod shard;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use glommio::channels::shared_channel;
+use glommio::{LocalExecutorBuilder, Placement};
+use zinc_protocol::txn::TxnEntry;
+use zinc_storage::tree::Tree;
+use zinc_storage::wal::{DmaDevice, Wal, WalConfig};
+
+use crate::config::Config;
+use crate::exec::Preparer;
+use messages::{ToCore, ToShard};
+use stats::ServerStats;
+
+/// Capacity of each shard-to-core and core-to-shard channel, in messages.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Memory glommio registers for I/O per executor; small so executors start under the default
+/// memlock limit.
+const IO_MEMORY_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Wal(#[from] zinc_storage::wal::WalError),
+    #[error("recovery failed: {0}")]
+    Recovery(String),
+    #[error("cannot start executor {name}: {message}")]
+    Executor { name: String, message: String },
+}
+
+/// Checks the client address is free (glommio's listeners use SO_REUSEPORT, which would let a
+/// second server share the port silently) and resolves port 0 to a real port.
+fn reserve_address(address: SocketAddr) -> Result<SocketAddr, ShellError> {
+    let probe = std::net::TcpListener::bind(address)
+        .map_err(|source| ShellError::Listen { address, source })?;
+    probe
+        .local_addr()
+        .map_err(|source| ShellError::Listen { address, source })
+}
+
+fn placement(config: &Config, core_index: usize) -> Placement {
+    if !config.pin_cores {
+        return Placement::Unbound;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Placement::Fixed(core_index % cpus)
+}
+
+/// Opens the log on the core's executor and replays it over `root` (the state of the newest
+/// snapshot, or an empty tree).
+async fn recover(config: &Config, mut root: Tree) -> Result<(Tree, Wal<DmaDevice>), ShellError> {
+    let dir = config.data_log_dir.join("wal");
+    let device = DmaDevice::open(&dir).await?;
+    let (wal, recovered) = Wal::open(device, WalConfig::default(), root.last_zxid()).await?;
+    if let Some((file, offset)) = &recovered.torn_tail {
+        eprintln!("zinc: {file}: torn last write cut off at byte {offset}");
+    }
+    let count = recovered.records.len();
+    for record in recovered.records {
+        let entry = TxnEntry::from_bytes(&record.payload).map_err(|error| {
+            ShellError::Recovery(format!(
+                "{}: record for zxid {} does not decode: {error}",
+                dir.display(),
+                record.zxid
+            ))
+        })?;
+        let _ = root.apply(&entry.header, &entry.txn);
+    }
+    if count > 0 {
+        eprintln!("zinc: replayed {count} txns from {}", dir.display());
+    }
+    Ok((root, wal))
+}
+
+/// Runs the server until the process is stopped. Returns only on a startup error.
+pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
+    let address = reserve_address(config.client_address)?;
+    let config = Arc::new(Config {
+        client_address: address,
+        ..config
+    });
+    let stats = Arc::new(ServerStats::default());
+    let mut to_core_receivers = Vec::new();
+    let mut to_shard_senders = Vec::new();
+    let mut shard_ends = Vec::new();
+    for _ in 0..config.shard_count {
+        let (to_core, from_shard) = shared_channel::new_bounded::<ToCore>(CHANNEL_CAPACITY);
+        let (to_shard, from_core) = shared_channel::new_bounded::<ToShard>(CHANNEL_CAPACITY);
+        to_core_receivers.push(from_shard);
+        to_shard_senders.push(to_shard);
+        shard_ends.push((to_core, from_core));
+    }
+
+    let (recovered_sender, recovered_receiver) = std::sync::mpsc::channel();
+    let mut handles = Vec::new();
+    {
+        let config = config.clone();
+        let stats = stats.clone();
+        let handle = LocalExecutorBuilder::new(placement(&config, 0))
+            .name("zinc-core")
+            .io_memory(IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let (root, wal) = match recover(&config, root).await {
+                    Ok(recovered) => recovered,
+                    Err(error) => {
+                        let _ = recovered_sender.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = recovered_sender.send(Ok(root.clone()));
+                let mut senders = Vec::new();
+                for sender in to_shard_senders {
+                    senders.push(sender.connect().await);
+                }
+                let mut receivers = Vec::new();
+                for receiver in to_core_receivers {
+                    receivers.push(receiver.connect().await);
+                }
+                let inbox = core::merge_inbox(receivers);
+                let wal = std::rc::Rc::new(wal);
+                glommio::spawn_local(core::wal_loop(wal.clone())).detach();
+                let (publish, pending) = core::publish_queue();
+                glommio::spawn_local(core::publish_loop(wal.clone(), senders, pending)).detach();
+                let preparer = Preparer::new(root, config.extended_types_enabled);
+                let core = core::Core::new(config, stats, preparer, wal, publish);
+                core::run(core, inbox).await;
+            })
+            .map_err(|e| ShellError::Executor {
+                name: "zinc-core".into(),
+                message: e.to_string(),
+            })?;
+        handles.push(handle);
+    }
+    let root = match recovered_receiver.recv() {
+        Ok(Ok(root)) => root,
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            return Err(ShellError::Executor {
+                name: "zinc-core".into(),
+                message: "the core stopped during recovery".into(),
+            })
+        }
+    };
+    let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
+    for (index, (to_core, from_core)) in shard_ends.into_iter().enumerate() {
+        let config = config.clone();
+        let stats = stats.clone();
+        let root = root.clone();
+        let bound = bound_sender.clone();
+        let name = format!("zinc-shard-{index}");
+        let handle = LocalExecutorBuilder::new(placement(&config, index + 1))
+            .name(&name)
+            .io_memory(IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let listener = match glommio::net::TcpListener::bind(address) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        let source = std::io::Error::other(error.to_string());
+                        let _ = bound.send(Err(ShellError::Listen { address, source }));
+                        return;
+                    }
+                };
+                let _ = bound.send(Ok(()));
+                // Same order as the core: its senders to the shards first, then its receivers.
+                let from_core = from_core.connect().await;
+                let to_core = to_core.connect().await;
+                let shard = shard::Shard::new(index as u16, config, stats, root, to_core);
+                shard::run(shard, listener, from_core).await;
+            })
+            .map_err(|e| ShellError::Executor {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+        handles.push(handle);
+    }
+    for _ in 0..config.shard_count {
+        match bound_receiver.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(error),
+            Err(_) => {
+                return Err(ShellError::Executor {
+                    name: "zinc-shard".into(),
+                    message: "a shard stopped before listening".into(),
+                })
+            }
+        }
+    }
+    eprintln!("zinc: serving clients on {address}");
+    for handle in handles {
+        let _ = handle.join();
+    }
+    Ok(())
+}

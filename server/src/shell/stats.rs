@@ -1,0 +1,134 @@
+//! Server-wide counters shared by every core, read by the four-letter words.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// Counters updated with relaxed atomics; exactness across cores is not needed for monitoring.
+#[derive(Debug)]
+pub struct ServerStats {
+    started: Instant,
+    packets_received: AtomicU64,
+    packets_sent: AtomicU64,
+    connections: AtomicU64,
+    latency_min_ms: AtomicU64,
+    latency_max_ms: AtomicU64,
+    latency_total_ms: AtomicU64,
+    latency_count: AtomicU64,
+    last_zxid: AtomicI64,
+    node_count: AtomicU64,
+    ephemeral_count: AtomicU64,
+    session_count: AtomicU64,
+    data_bytes: AtomicU64,
+    sessions_expired: AtomicU64,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        ServerStats {
+            started: Instant::now(),
+            packets_received: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            latency_min_ms: AtomicU64::new(u64::MAX),
+            latency_max_ms: AtomicU64::new(0),
+            latency_total_ms: AtomicU64::new(0),
+            latency_count: AtomicU64::new(0),
+            last_zxid: AtomicI64::new(0),
+            node_count: AtomicU64::new(0),
+            ephemeral_count: AtomicU64::new(0),
+            session_count: AtomicU64::new(0),
+            data_bytes: AtomicU64::new(0),
+            sessions_expired: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A consistent-enough copy for printing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatsView {
+    pub uptime_ms: u64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub connections: u64,
+    pub latency_min_ms: u64,
+    pub latency_avg_ms: f64,
+    pub latency_max_ms: u64,
+    pub last_zxid: i64,
+    pub node_count: u64,
+    pub ephemeral_count: u64,
+    pub session_count: u64,
+    pub data_bytes: u64,
+}
+
+impl ServerStats {
+    pub fn packet_received(&self) {
+        self.packets_received.fetch_add(1, Relaxed);
+    }
+
+    pub fn packets_sent(&self, count: u64) {
+        self.packets_sent.fetch_add(count, Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Relaxed);
+    }
+
+    pub fn session_expired(&self) {
+        self.sessions_expired.fetch_add(1, Relaxed);
+    }
+
+    pub fn latency(&self, latency_ms: u64) {
+        self.latency_min_ms.fetch_min(latency_ms, Relaxed);
+        self.latency_max_ms.fetch_max(latency_ms, Relaxed);
+        self.latency_total_ms.fetch_add(latency_ms, Relaxed);
+        self.latency_count.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_last_zxid(&self, zxid: i64) {
+        self.last_zxid.store(zxid, Relaxed);
+    }
+
+    pub fn set_tree_counts(&self, nodes: u64, ephemerals: u64, sessions: u64, data_bytes: u64) {
+        self.node_count.store(nodes, Relaxed);
+        self.ephemeral_count.store(ephemerals, Relaxed);
+        self.session_count.store(sessions, Relaxed);
+        self.data_bytes.store(data_bytes, Relaxed);
+    }
+
+    /// `crst`/`srst`: zero the request counters and latencies.
+    pub fn reset(&self) {
+        self.packets_received.store(0, Relaxed);
+        self.packets_sent.store(0, Relaxed);
+        self.latency_min_ms.store(u64::MAX, Relaxed);
+        self.latency_max_ms.store(0, Relaxed);
+        self.latency_total_ms.store(0, Relaxed);
+        self.latency_count.store(0, Relaxed);
+    }
+
+    pub fn view(&self) -> StatsView {
+        let count = self.latency_count.load(Relaxed);
+        let min = self.latency_min_ms.load(Relaxed);
+        StatsView {
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            packets_received: self.packets_received.load(Relaxed),
+            packets_sent: self.packets_sent.load(Relaxed),
+            connections: self.connections.load(Relaxed),
+            latency_min_ms: if min == u64::MAX { 0 } else { min },
+            latency_avg_ms: if count == 0 {
+                0.0
+            } else {
+                self.latency_total_ms.load(Relaxed) as f64 / count as f64
+            },
+            latency_max_ms: self.latency_max_ms.load(Relaxed),
+            last_zxid: self.last_zxid.load(Relaxed),
+            node_count: self.node_count.load(Relaxed),
+            ephemeral_count: self.ephemeral_count.load(Relaxed),
+            session_count: self.session_count.load(Relaxed),
+            data_bytes: self.data_bytes.load(Relaxed),
+        }
+    }
+}
