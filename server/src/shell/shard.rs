@@ -36,8 +36,10 @@ use crate::shell::messages::{
 use crate::shell::stats::ServerStats;
 use crate::watch::WatchManager;
 
-/// Bytes read from a socket at a time.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes read from a socket at a time: small, so that thousands of idle connections cost
+/// little; a busy connection grows its chunk up to `READ_CHUNK_BYTES_MAX`.
+const READ_CHUNK_BYTES: usize = 4 * 1024;
+const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
 
 /// One client connection.
 pub(crate) struct Conn {
@@ -321,7 +323,7 @@ async fn read_loop(
     mut reader: futures_lite::io::ReadHalf<TcpStream>,
 ) -> Result<(), String> {
     let decoder = FrameDecoder::new(shard.config.frame_bytes_max);
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut buffer = BytesMut::new();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut first = true;
     loop {
@@ -334,6 +336,9 @@ async fn read_loop(
             return Ok(());
         }
         buffer.extend_from_slice(&chunk[..count]);
+        if count == chunk.len() && chunk.len() < READ_CHUNK_BYTES_MAX {
+            chunk.resize(chunk.len() * 2, 0);
+        }
         if first && buffer.len() >= 4 {
             first = false;
             if let Some(word) = zinc_protocol::fourlw::FourLetterWord::from_bytes(&buffer[..4]) {
