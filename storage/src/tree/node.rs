@@ -184,6 +184,26 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// Releases a subtree with an explicit stack: dropping a very deep path of nodes
+    /// recursively could overflow the thread's stack.
+    fn drop(&mut self) {
+        if self.meta().children.is_empty() {
+            return;
+        }
+        let mut pending = Vec::new();
+        if let Some(inner) = thin::get_mut(&mut self.0) {
+            inner.header_mut().children.drain_into(&mut pending);
+        }
+        while let Some(mut node) = pending.pop() {
+            if let Some(inner) = thin::get_mut(&mut node.0) {
+                inner.header_mut().children.drain_into(&mut pending);
+            }
+            // `node` drops here with no children left below it.
+        }
+    }
+}
+
 /// The per-node digest: CRC-32 of path, data and the persisted stat, the same function Apache
 /// ZooKeeper uses (digest version 2), so equal trees have equal digests on either server. Nodes
 /// under `/zookeeper/` count as zero, and the root is hashed under the empty path.

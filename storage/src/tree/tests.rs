@@ -471,3 +471,29 @@ fn tree_is_send_and_sync() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<Tree>();
 }
+
+#[test]
+fn deep_paths_drop_without_recursion() {
+    // Deep enough that a recursive drop would overflow the 256 KiB stack it runs on.
+    let depth = 4_000;
+    let run = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut tree = Tree::new();
+            let mut path = String::new();
+            for zxid in 1..=depth {
+                path.push_str("/d");
+                let outcome = apply(&mut tree, zxid, create(&path, b"", -1));
+                assert_eq!(outcome.err, ErrorCode::Ok);
+            }
+            assert_eq!(tree.all_children_number("/d"), Some(depth as u64 - 1));
+            let published = tree.clone();
+            // Deleting the top removes the whole chain (replay semantics) and frees it.
+            assert_eq!(apply(&mut tree, depth + 1, delete("/d")).err, ErrorCode::Ok);
+            assert_eq!(tree.node_count(), 4);
+            assert_eq!(published.node_count(), 4 + depth as u64);
+            drop(published);
+        })
+        .expect("spawn");
+    run.join().expect("deep tree dropped");
+}

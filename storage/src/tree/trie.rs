@@ -263,6 +263,34 @@ impl<L: Leaf> Trie<L> {
     }
 }
 
+impl<L: Clone> Trie<L> {
+    /// Empties the trie, moving into `out` the leaves that no clone shares (the rest are only
+    /// released), so that dropping nested structures can proceed without recursion.
+    pub(crate) fn drain_into(&mut self, out: &mut Vec<L>) {
+        if let Some(mut root) = self.root.take() {
+            drain_branch(&mut root, out);
+        }
+    }
+}
+
+fn drain_branch<L: Clone>(branch: &mut Branch<L>, out: &mut Vec<L>) {
+    let Some(inner) = thin::get_mut(branch) else {
+        return;
+    };
+    for slot in inner.slice_mut() {
+        match std::mem::replace(slot, Slot::Moved) {
+            Slot::Leaf(leaf) => out.push(leaf),
+            Slot::Branch(mut next) => drain_branch(&mut next, out),
+            Slot::Bucket(bucket) => {
+                if let Ok(leaves) = Arc::try_unwrap(bucket) {
+                    out.extend(leaves);
+                }
+            }
+            Slot::Moved => {}
+        }
+    }
+}
+
 fn for_each_in<L>(branch: &Branch<L>, visit: &mut impl FnMut(&L)) {
     for slot in &branch.slice {
         match slot {
