@@ -47,6 +47,8 @@ pub struct Config {
     pub purge_interval_hours: u32,
     /// TTL and container nodes (`extendedTypesEnabled`).
     pub extended_types_enabled: bool,
+    /// How often empty containers and expired TTL nodes are looked for and removed.
+    pub reap_interval_ms: u32,
     /// `server.N=...` lines, kept for the ensemble (replication is a later change).
     pub servers: BTreeMap<u64, String>,
     pub server_id: u64,
@@ -88,6 +90,7 @@ impl Default for Config {
             snap_retain_count: 3,
             purge_interval_hours: 0,
             extended_types_enabled: true,
+            reap_interval_ms: 60_000,
             servers: BTreeMap::new(),
             server_id: 0,
             super_digest: None,
@@ -213,6 +216,7 @@ impl Config {
             "autopurge.snapRetainCount" => self.snap_retain_count = parse_positive(value)?,
             "autopurge.purgeInterval" => self.purge_interval_hours = parse_num(value)?,
             "extendedTypesEnabled" => self.extended_types_enabled = parse_bool(value)?,
+            "znode.container.checkIntervalMs" => self.reap_interval_ms = parse_positive(value)?,
             "zookeeper.DigestAuthenticationProvider.superDigest" | "zinc.superDigest" => {
                 self.super_digest = Some(value.to_owned())
             }

@@ -42,6 +42,10 @@ struct Args {
     /// Connections allowed from one IP address, 0 for no limit (maxClientCnxns).
     #[arg(long)]
     max_client_cnxns: Option<u32>,
+    /// How often empty containers and expired TTL nodes are removed, in milliseconds
+    /// (znode.container.checkIntervalMs).
+    #[arg(long)]
+    reap_interval_ms: Option<u32>,
 }
 
 fn load(args: &Args) -> Result<Config, ConfigError> {
@@ -81,6 +85,9 @@ fn load(args: &Args) -> Result<Config, ConfigError> {
     }
     if let Some(limit) = args.max_client_cnxns {
         config.max_client_connections_per_ip = limit;
+    }
+    if let Some(interval) = args.reap_interval_ms {
+        config.reap_interval_ms = interval.max(1);
     }
     config.check()?;
     Ok(config)

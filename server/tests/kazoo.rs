@@ -17,10 +17,19 @@ fn first_difference(zinc: &[String], zookeeper: &[String]) -> Option<String> {
 
 #[test]
 fn kazoo_scenarios_match_zookeeper() {
-    let zinc = Zinc::start();
+    compare_with_zookeeper(&Zinc::start());
+}
+
+/// Connections spread over three shard cores: watches, expiry and ordering hold across them.
+#[test]
+fn kazoo_scenarios_match_zookeeper_on_three_shards() {
+    compare_with_zookeeper(&Zinc::start_with(&["--shards", "3"]));
+}
+
+fn compare_with_zookeeper(zinc: &Zinc) {
     let zookeeper = ZooKeeper::start();
     let (zinc_lines, zookeeper_lines) = std::thread::scope(|scope| {
-        let zinc_run = scope.spawn(|| kazoo_transcript(&zinc, &[]));
+        let zinc_run = scope.spawn(|| kazoo_transcript(zinc, &[]));
         let zookeeper_run = scope.spawn(|| kazoo_transcript(&zookeeper, &[]));
         (
             zinc_run.join().expect("zinc run"),

@@ -56,6 +56,9 @@ fn normalize(output: &str) -> Vec<String> {
         .filter(|line| !line.contains(" INFO ") && !line.contains(" WARN "))
         .filter(|line| !line.starts_with("ctime") && !line.starts_with("mtime"))
         .filter(|line| !line.starts_with("Connecting to") && !line.contains("SLF4J"))
+        // zkCli prints the connection event from another thread, racing the banner.
+        .filter(|line| !matches!(*line, "WATCHER::" | "Welcome to ZooKeeper!"))
+        .filter(|line| *line != "WatchedEvent state:SyncConnected type:None path:null")
         .map(sort_list)
         .map(|line| {
             let mut masked = String::with_capacity(line.len());

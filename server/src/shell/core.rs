@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_lite::future::poll_once;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
-use zinc_protocol::SessionId;
+use zinc_protocol::txn::TxnEntry;
+use zinc_protocol::{SessionId, Zxid};
+use zinc_storage::wal::{DmaDevice, Wal};
 
 use crate::config::Config;
 use crate::exec::{Prepared, Preparer};
@@ -25,6 +27,9 @@ const BATCH_REQUESTS_MAX: usize = 4096;
 
 /// Capacity of the queue merging the shards' channels on the core.
 const INBOX_CAPACITY: usize = 8192;
+
+/// Batches formed while earlier ones are still being made durable.
+const PUBLISH_QUEUE_BATCHES: usize = 64;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -41,7 +46,26 @@ pub(crate) struct Core {
     ids: SessionIdAllocator,
     /// The shard each live session is attached to.
     owners: HashMap<SessionId, ShardId>,
-    to_shards: Vec<ConnectedSender<ToShard>>,
+    /// When the next look for empty containers and expired TTL nodes is due.
+    next_reap_ms: u64,
+    wal: Rc<Wal<DmaDevice>>,
+    /// Batches waiting for durability, in zxid order, to the publisher task.
+    publish: LocalSender<PendingPublish>,
+    /// The last zxid appended to the log in the batch being formed.
+    batch_last_zxid: Option<i64>,
+}
+
+/// A batch whose replies and root may go out once the log holds `durable_zxid`.
+pub(crate) struct PendingPublish {
+    durable_zxid: Option<i64>,
+    messages: Vec<(usize, ToShard)>,
+}
+
+/// Ends the process on an error that makes the log untrustworthy: nothing not durable may be
+/// acknowledged, so the server stops rather than carry on.
+fn fatal(error: impl std::fmt::Display) -> ! {
+    eprintln!("zinc: fatal: {error}");
+    std::process::exit(1);
 }
 
 impl Core {
@@ -49,7 +73,8 @@ impl Core {
         config: Arc<Config>,
         stats: Arc<ServerStats>,
         preparer: Preparer,
-        to_shards: Vec<ConnectedSender<ToShard>>,
+        wal: Rc<Wal<DmaDevice>>,
+        publish: LocalSender<PendingPublish>,
     ) -> Core {
         let now = now_ms();
         let mut tracker = SessionTracker::new(config.tick_time_ms);
@@ -57,6 +82,7 @@ impl Core {
         for (session, timeout_ms) in preparer.tree().sessions() {
             tracker.add(SessionId(session), timeout_ms.max(0) as u32, now);
         }
+        let next_reap_ms = now + config.reap_interval_ms as u64;
         Core {
             ids: SessionIdAllocator::new(config.server_id as u8, now),
             config,
@@ -64,7 +90,10 @@ impl Core {
             preparer,
             tracker,
             owners: HashMap::new(),
-            to_shards,
+            next_reap_ms,
+            wal,
+            publish,
+            batch_last_zxid: None,
         }
     }
 }
@@ -88,6 +117,41 @@ pub(crate) fn merge_inbox(receivers: Vec<ConnectedReceiver<ToCore>>) -> LocalRec
 }
 
 /// The core's loop: one batch per turn; the expiry timer runs beside it.
+/// Sends each batch once its log records are durable, strictly in order.
+pub(crate) async fn publish_loop(
+    wal: Rc<Wal<DmaDevice>>,
+    to_shards: Vec<ConnectedSender<ToShard>>,
+    pending: LocalReceiver<PendingPublish>,
+) {
+    while let Some(batch) = pending.recv().await {
+        if let Some(zxid) = batch.durable_zxid {
+            if let Err(error) = wal.wait_durable(Zxid(zxid)).await {
+                fatal(error);
+            }
+        }
+        for (shard, message) in batch.messages {
+            let _ = to_shards[shard].send(message).await;
+        }
+    }
+}
+
+/// Drives the log's group commits; a full disk pauses writes until space is freed.
+pub(crate) async fn wal_loop(wal: Rc<Wal<DmaDevice>>) {
+    loop {
+        let error = wal.run().await;
+        if error.is_fatal() {
+            fatal(error);
+        }
+        eprintln!("zinc: {error}; retrying in 1 s");
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Creates the publish queue between the core loop and `publish_loop`.
+pub(crate) fn publish_queue() -> (LocalSender<PendingPublish>, LocalReceiver<PendingPublish>) {
+    local_channel::new_bounded(PUBLISH_QUEUE_BATCHES)
+}
+
 pub(crate) async fn run(mut core: Core, inbox: LocalReceiver<ToCore>) {
     let tick = Duration::from_millis(core.config.tick_time_ms as u64);
     let (expiry_sender, expiry_receiver) = local_channel::new_bounded::<()>(1);
@@ -119,9 +183,20 @@ pub(crate) async fn run(mut core: Core, inbox: LocalReceiver<ToCore>) {
             }
         }
         core.expire_sessions(&mut batch);
-        for (shard, message) in core.finish(batch) {
-            let _ = core.to_shards[shard].send(message).await;
+        core.reap(&mut batch);
+        let durable_zxid = core.batch_last_zxid.take();
+        let messages = core.finish(batch);
+        if messages.is_empty() && durable_zxid.is_none() {
+            continue;
         }
+        let pending = PendingPublish {
+            durable_zxid,
+            messages,
+        };
+        if core.publish.send(pending).await.is_err() {
+            return;
+        }
+        core.throttle_on_log().await;
     }
 }
 
@@ -172,6 +247,7 @@ impl Core {
                 let prepared = self
                     .preparer
                     .create_session(session, timeout_ms, now as i64);
+                self.log(prepared.entry);
                 self.tracker.add(session, timeout_ms, now);
                 self.owners.insert(session, shard);
                 batch.changed = true;
@@ -204,8 +280,33 @@ impl Core {
         }
     }
 
+    /// Appends a txn to the log; its batch is published once it is durable.
+    fn log(&mut self, entry: Option<TxnEntry>) {
+        let Some(entry) = entry else {
+            return;
+        };
+        let zxid = entry.header.zxid;
+        if let Err(error) = self.wal.append(Zxid(zxid), &entry.to_bytes()) {
+            fatal(error);
+        }
+        self.batch_last_zxid = Some(zxid);
+    }
+
+    /// Waits while the log has more than half its queue unwritten, so appends never overflow.
+    async fn throttle_on_log(&self) {
+        if self.wal.pending_bytes() <= self.wal.config().pending_bytes_max / 2 {
+            return;
+        }
+        if let Some(last) = self.wal.last_appended() {
+            if let Err(error) = self.wal.wait_durable(last).await {
+                fatal(error);
+            }
+        }
+    }
+
     /// Records a prepared request's reply and effects in the batch.
     fn absorb(&mut self, shard: ShardId, prepared: Prepared, batch: &mut Batch) {
+        self.log(prepared.entry);
         batch.changed |= prepared.changed;
         batch.triggers.extend(prepared.triggers);
         if let Some(session) = prepared.ended_session {
@@ -220,12 +321,29 @@ impl Core {
         let now = now_ms();
         for session in self.tracker.expire(now) {
             let prepared = self.preparer.close_session(session, now as i64);
+            self.log(prepared.entry);
             self.tracker.remove(session);
             self.owners.remove(&session);
             batch.changed = true;
             batch.triggers.extend(prepared.triggers);
             batch.ended_sessions.push(session);
             self.stats.session_expired();
+        }
+    }
+
+    /// Removes empty containers and expired TTL nodes, as the leader's reaper does.
+    fn reap(&mut self, batch: &mut Batch) {
+        let now = now_ms();
+        if now < self.next_reap_ms {
+            return;
+        }
+        self.next_reap_ms = now + self.config.reap_interval_ms as u64;
+        for path in self.preparer.tree().deletion_candidates(now as i64) {
+            if let Some(prepared) = self.preparer.reap(&path, now as i64) {
+                self.log(prepared.entry);
+                batch.changed = true;
+                batch.triggers.extend(prepared.triggers);
+            }
         }
     }
 
@@ -241,7 +359,7 @@ impl Core {
         });
         self.stats.set_last_zxid(self.preparer.last_zxid());
         let mut per_shard: Vec<Vec<CoreReply>> =
-            (0..self.to_shards.len()).map(|_| Vec::new()).collect();
+            (0..self.config.shard_count).map(|_| Vec::new()).collect();
         for (shard, reply) in batch.replies {
             if let Some(replies) = per_shard.get_mut(shard as usize) {
                 replies.push(reply);

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
+use zinc_protocol::txn::TxnEntry;
 use zinc_storage::tree::Tree;
+use zinc_storage::wal::{DmaDevice, Wal, WalConfig};
 
 use crate::config::Config;
 use crate::exec::Preparer;
@@ -33,6 +35,10 @@ pub enum ShellError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Wal(#[from] zinc_storage::wal::WalError),
+    #[error("recovery failed: {0}")]
+    Recovery(String),
     #[error("cannot start executor {name}: {message}")]
     Executor { name: String, message: String },
 }
@@ -55,6 +61,32 @@ fn placement(config: &Config, core_index: usize) -> Placement {
     Placement::Fixed(core_index % cpus)
 }
 
+/// Opens the log on the core's executor and replays it over `root` (the state of the newest
+/// snapshot, or an empty tree).
+async fn recover(config: &Config, mut root: Tree) -> Result<(Tree, Wal<DmaDevice>), ShellError> {
+    let dir = config.data_log_dir.join("wal");
+    let device = DmaDevice::open(&dir).await?;
+    let (wal, recovered) = Wal::open(device, WalConfig::default(), root.last_zxid()).await?;
+    if let Some((file, offset)) = &recovered.torn_tail {
+        eprintln!("zinc: {file}: torn last write cut off at byte {offset}");
+    }
+    let count = recovered.records.len();
+    for record in recovered.records {
+        let entry = TxnEntry::from_bytes(&record.payload).map_err(|error| {
+            ShellError::Recovery(format!(
+                "{}: record for zxid {} does not decode: {error}",
+                dir.display(),
+                record.zxid
+            ))
+        })?;
+        let _ = root.apply(&entry.header, &entry.txn);
+    }
+    if count > 0 {
+        eprintln!("zinc: replayed {count} txns from {}", dir.display());
+    }
+    Ok((root, wal))
+}
+
 /// Runs the server until the process is stopped. Returns only on a startup error.
 pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
     let address = reserve_address(config.client_address)?;
@@ -74,15 +106,23 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
         shard_ends.push((to_core, from_core));
     }
 
+    let (recovered_sender, recovered_receiver) = std::sync::mpsc::channel();
     let mut handles = Vec::new();
     {
         let config = config.clone();
         let stats = stats.clone();
-        let root = root.clone();
         let handle = LocalExecutorBuilder::new(placement(&config, 0))
             .name("zinc-core")
             .io_memory(IO_MEMORY_BYTES)
             .spawn(move || async move {
+                let (root, wal) = match recover(&config, root).await {
+                    Ok(recovered) => recovered,
+                    Err(error) => {
+                        let _ = recovered_sender.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = recovered_sender.send(Ok(root.clone()));
                 let mut senders = Vec::new();
                 for sender in to_shard_senders {
                     senders.push(sender.connect().await);
@@ -92,8 +132,12 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                     receivers.push(receiver.connect().await);
                 }
                 let inbox = core::merge_inbox(receivers);
+                let wal = std::rc::Rc::new(wal);
+                glommio::spawn_local(core::wal_loop(wal.clone())).detach();
+                let (publish, pending) = core::publish_queue();
+                glommio::spawn_local(core::publish_loop(wal.clone(), senders, pending)).detach();
                 let preparer = Preparer::new(root, config.extended_types_enabled);
-                let core = core::Core::new(config, stats, preparer, senders);
+                let core = core::Core::new(config, stats, preparer, wal, publish);
                 core::run(core, inbox).await;
             })
             .map_err(|e| ShellError::Executor {
@@ -102,6 +146,16 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
             })?;
         handles.push(handle);
     }
+    let root = match recovered_receiver.recv() {
+        Ok(Ok(root)) => root,
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            return Err(ShellError::Executor {
+                name: "zinc-core".into(),
+                message: "the core stopped during recovery".into(),
+            })
+        }
+    };
     let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
     for (index, (to_core, from_core)) in shard_ends.into_iter().enumerate() {
         let config = config.clone();

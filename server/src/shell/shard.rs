@@ -36,8 +36,10 @@ use crate::shell::messages::{
 use crate::shell::stats::ServerStats;
 use crate::watch::WatchManager;
 
-/// Bytes read from a socket at a time.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes read from a socket at a time: small, so that thousands of idle connections cost
+/// little; a busy connection grows its chunk up to `READ_CHUNK_BYTES_MAX`.
+const READ_CHUNK_BYTES: usize = 4 * 1024;
+const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
 
 /// One client connection.
 pub(crate) struct Conn {
@@ -48,6 +50,9 @@ pub(crate) struct Conn {
     auth: RefCell<Arc<[Id]>>,
     queue: RefCell<VecDeque<(RequestHeader, Request)>>,
     writes_in_flight: Cell<usize>,
+    /// A `drain_queue` is running for this connection; others leave the work to it, so the
+    /// session's requests reach the core in order.
+    draining: Cell<bool>,
     outbound: RefCell<BytesMut>,
     /// Wakes the writer (data queued or closing) and the reader (room freed).
     changed: Event,
@@ -72,6 +77,7 @@ impl Conn {
             auth: RefCell::new(ip_id),
             queue: RefCell::new(VecDeque::new()),
             writes_in_flight: Cell::new(0),
+            draining: Cell::new(false),
             outbound: RefCell::new(BytesMut::new()),
             changed: Event::new(),
             closing: Cell::new(false),
@@ -317,7 +323,7 @@ async fn read_loop(
     mut reader: futures_lite::io::ReadHalf<TcpStream>,
 ) -> Result<(), String> {
     let decoder = FrameDecoder::new(shard.config.frame_bytes_max);
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut buffer = BytesMut::new();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut first = true;
     loop {
@@ -330,6 +336,9 @@ async fn read_loop(
             return Ok(());
         }
         buffer.extend_from_slice(&chunk[..count]);
+        if count == chunk.len() && chunk.len() < READ_CHUNK_BYTES_MAX {
+            chunk.resize(chunk.len() * 2, 0);
+        }
         if first && buffer.len() >= 4 {
             first = false;
             if let Some(word) = zinc_protocol::fourlw::FourLetterWord::from_bytes(&buffer[..4]) {
@@ -405,8 +414,12 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Resul
 
 /// Executes the session's queued requests in order, as far as the ordering rule allows.
 async fn drain_queue(shard: &Rc<Shard>, conn: &Rc<Conn>) {
+    if conn.draining.replace(true) {
+        return;
+    }
     loop {
         let Some((header, request)) = pop_ready(conn) else {
+            conn.draining.set(false);
             return;
         };
         let session = conn.session.get().unwrap_or_default();
@@ -633,8 +646,11 @@ async fn apply_batches(shard: Rc<Shard>, from_core: ConnectedReceiver<ToShard>) 
         if let Some(published) = &message.published {
             end_sessions(&shard, &published.ended_sessions);
         }
+        // Draining may wait on the channel to the core; the core may be waiting for this task
+        // to take its next batch. Drain in separate tasks so the two never wait on each other.
         for conn in touched_conns {
-            drain_queue(&shard, &conn).await;
+            let shard = shard.clone();
+            glommio::spawn_local(async move { drain_queue(&shard, &conn).await }).detach();
         }
     }
 }
