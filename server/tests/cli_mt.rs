@@ -220,11 +220,9 @@ fn cli_mt_transcript_matches_zookeeper() {
         (a.join().expect("zinc"), b.join().expect("zookeeper"))
     });
     assert_eq!(
-        zinc_lines,
-        zookeeper_lines,
+        zinc_lines, zookeeper_lines,
         "cli_mt transcripts differ\nzinc:\n{:#?}\nzookeeper:\n{:#?}",
-        zinc_lines,
-        zookeeper_lines
+        zinc_lines, zookeeper_lines
     );
     let (a, b) = &zinc_lines;
     for expected in [
