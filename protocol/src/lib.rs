@@ -14,8 +14,10 @@ pub mod types;
 
 pub use codes::{ErrorCode, OpCode};
 pub use data::{perms, Acl, Id, Stat, StatPersisted};
+pub use fourlw::FourLetterWord;
 pub use frame::{encode_frame, FrameDecoder, FrameError};
 pub use jute::{DecodeError, DecodeResult, JuteWrite, Reader, Record};
+pub use path::{validate_path, PathError};
 pub use records::{
     AddWatchMode, ClientFrame, ConnectRequest, ConnectResponse, CreateMode, EventType, KeeperState,
     MultiOp, MultiRequest, MultiResponse, OpResult, ReplyHeader, Request, RequestHeader, Response,

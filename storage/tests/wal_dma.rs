@@ -6,7 +6,7 @@ mod wal_support;
 
 use std::rc::Rc;
 
-use wal_support::{concurrent_appends, payload};
+use wal_support::{concurrent_appends, on_glommio, payload};
 use zinc_protocol::types::Zxid;
 use zinc_storage::wal::{segment_name, DmaDevice, Wal, WalConfig};
 
@@ -21,23 +21,12 @@ fn config() -> WalConfig {
     }
 }
 
-fn run<T>(f: impl std::future::Future<Output = T> + 'static) -> T
-where
-    T: Send + 'static,
-{
-    let ex = glommio::LocalExecutorBuilder::default()
-        .io_memory(1 << 20)
-        .make()
-        .unwrap();
-    ex.run(f)
-}
-
 #[test]
 fn dma_wal_survives_reopen_rolls_truncates_and_purges() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let dir2 = dir.clone();
-    let segments = run(async move {
+    let segments = on_glommio(async move {
         let dev = DmaDevice::open(&dir2).await.unwrap();
         let (wal, rec) = Wal::open(dev, config(), Zxid::ZERO).await.unwrap();
         assert!(rec.records.is_empty());
@@ -55,7 +44,7 @@ fn dma_wal_survives_reopen_rolls_truncates_and_purges() {
     }
     let dir2 = dir.clone();
     let second = segments[1];
-    run(async move {
+    on_glommio(async move {
         let dev = DmaDevice::open(&dir2).await.unwrap();
         let (wal, rec) = Wal::open(dev, config(), Zxid(10)).await.unwrap();
         let zxids: Vec<i64> = rec.records.iter().map(|r| r.zxid.0).collect();
@@ -69,7 +58,7 @@ fn dma_wal_survives_reopen_rolls_truncates_and_purges() {
         wal.flush().await.unwrap();
         assert_eq!(wal.purge_through(Zxid(second.0 - 1)).await.unwrap(), 1);
     });
-    run(async move {
+    on_glommio(async move {
         let dev = DmaDevice::open(&dir).await.unwrap();
         let (_, rec) = Wal::open(dev, config(), Zxid::ZERO).await.unwrap();
         let zxids: Vec<i64> = rec.records.iter().map(|r| r.zxid.0).collect();

@@ -186,16 +186,9 @@ fn invalid_config_is_rejected() {
 
 #[test]
 fn concurrent_appenders_share_group_commits() {
-    let ex = glommio::LocalExecutorBuilder::default()
-        .io_memory(1 << 20)
-        .make()
-        .unwrap();
-    ex.run(async {
+    on_glommio(async {
         let dev = MemDevice::new();
-        let (wal, _) = Wal::open(dev.clone(), small_config(), Zxid::ZERO)
-            .await
-            .unwrap();
-        let wal = Rc::new(wal);
+        let wal = Rc::new(open_async(&dev).await.unwrap().0);
         concurrent_appends(&wal, 8, 50, 200).await;
         assert_eq!(wal.durable_zxid(), Some(Zxid(400)));
         let stats = wal.stats();
@@ -208,5 +201,38 @@ fn concurrent_appenders_share_group_commits() {
         drop(wal);
         let (_, rec) = Wal::open(dev, small_config(), Zxid::ZERO).await.unwrap();
         assert_eq!(check_records(&rec, 200), (1..=400).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn rolls_use_the_spare_segment_and_a_crash_leaves_no_stray_spare() {
+    on_glommio(async {
+        let dev = MemDevice::new();
+        let wal = Rc::new(open_async(&dev).await.unwrap().0);
+        // 300 records of 1000 bytes fill four 64 KiB segments and start a fifth.
+        concurrent_appends(&wal, 3, 100, 984).await;
+        assert_eq!(wal.segments().len(), 5);
+        assert_eq!(wal.stats().segments_created, 5);
+        let names = dev.file_names();
+        assert!(names.contains(&"next.spare".to_string()), "{names:?}");
+        drop(wal);
+        dev.crash(Tear::Sectors { seed: 7 });
+        let (wal, rec) = open_async(&dev).await.unwrap();
+        assert_eq!(check_records(&rec, 984), (1..=300).collect::<Vec<_>>());
+        assert!(!dev.file_names().contains(&"next.spare".to_string()));
+        assert_eq!(dev.file_names().len(), wal.segments().len());
+    });
+}
+
+#[test]
+fn no_room_for_a_spare_does_not_stop_writes() {
+    on_glommio(async {
+        let dev = MemDevice::new();
+        // Room for two segments: the first, then either a spare or the second segment.
+        dev.set_faults(|f| f.capacity_bytes = Some(128 * 1024));
+        let wal = Rc::new(open_async(&dev).await.unwrap().0);
+        concurrent_appends(&wal, 2, 50, 984).await;
+        assert_eq!(wal.durable_zxid(), Some(Zxid(100)));
+        assert_eq!(wal.segments().len(), 2);
     });
 }

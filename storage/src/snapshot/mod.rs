@@ -1,1 +1,398 @@
-//! Snapshots (filled in by a later change).
+//! Snapshots: a tree (znodes, ACLs, sessions) at one zxid, as an rkyv archive on disk.
+//!
+//! The tree is copy-on-write, so the writer encodes a clone while the Zab core keeps applying;
+//! encoding and writing are blocking calls the server runs off its cores' hot paths (a
+//! low-priority queue or a blocking thread). A snapshot is written to `<name>.tmp`, fsynced,
+//! renamed to `snap/<zxid as 16 hex digits>.rkyv` and the directory fsynced, so a crash at any
+//! point leaves the previous snapshots intact (a stray `.tmp` is removed later).
+//!
+//! File layout: the rkyv archive, then a 24-byte trailer: magic `ZINCSNP1`, the archive's
+//! length (u64 LE), its CRC32C (u32 LE) and 4 zero bytes. Loading maps the file, checks the
+//! trailer and the CRC (bit rot), validates the archive with rkyv's checker (no unchecked
+//! access to bytes from disk), rebuilds the tree from the archived data in place (no
+//! intermediate copies), and checks the rebuilt node count and digest against the recorded
+//! ones. A snapshot that fails any check is skipped for the next older one.
+//!
+//! Retention keeps the newest K snapshots; the WAL may then be purged through the oldest kept
+//! snapshot's zxid. [`SnapshotTrigger`] decides when to take one (pure, seeded jitter so the
+//! servers of an ensemble do not all snapshot at once).
+
+mod trigger;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rkyv::rancor;
+use zinc_protocol::{Acl, Id, StatPersisted, Zxid};
+
+use crate::tree::Tree;
+
+pub use trigger::SnapshotTrigger;
+
+/// Bytes of the trailer after the archive.
+pub const TRAILER_BYTES: usize = 24;
+const MAGIC: &[u8; 8] = b"ZINCSNP1";
+const SUFFIX: &str = ".rkyv";
+const TMP_SUFFIX: &str = ".rkyv.tmp";
+
+/// What can go wrong with snapshots.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot I/O error during {op} on {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not a valid snapshot (truncated, bit rot, bad archive, wrong digest).
+    #[error("invalid snapshot {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    /// Snapshots exist but none is valid: starting empty would lose data.
+    #[error("none of the {count} snapshots in {dir} is valid (newest error: {newest})")]
+    NoValidSnapshot {
+        dir: PathBuf,
+        count: usize,
+        newest: String,
+    },
+    #[error("snapshot encoding failed: {0}")]
+    Encode(String),
+}
+
+/// One interned ACL entry.
+#[derive(rkyv::Archive, rkyv::Serialize, Debug)]
+struct AclRecord {
+    perms: i32,
+    scheme: String,
+    id: String,
+}
+
+/// One znode, parents before children.
+#[derive(rkyv::Archive, rkyv::Serialize, Debug)]
+struct NodeRecord {
+    path: String,
+    czxid: i64,
+    mzxid: i64,
+    ctime: i64,
+    mtime: i64,
+    version: i32,
+    cversion: i32,
+    aversion: i32,
+    ephemeral_owner: i64,
+    pzxid: i64,
+    data: Option<Vec<u8>>,
+    /// Index into `SnapshotRecord::acls`.
+    acl: u32,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, Debug)]
+struct SessionRecord {
+    id: i64,
+    timeout_ms: i32,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, Debug)]
+struct SnapshotRecord {
+    zxid: i64,
+    node_count: u64,
+    digest: i64,
+    acls: Vec<Vec<AclRecord>>,
+    nodes: Vec<NodeRecord>,
+    sessions: Vec<SessionRecord>,
+}
+
+/// `<zxid as 16 lowercase hex digits>.rkyv`.
+pub fn snapshot_name(zxid: Zxid) -> String {
+    format!("{:016x}{SUFFIX}", zxid.0 as u64)
+}
+
+/// The zxid of a snapshot file name, or `None` for other names.
+pub fn parse_snapshot_name(name: &str) -> Option<Zxid> {
+    let hex = name.strip_suffix(SUFFIX)?;
+    if hex.len() != 16
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().map(|v| Zxid(v as i64))
+}
+
+/// Encodes `tree` as a snapshot file's bytes (archive + trailer). Pure CPU work.
+pub fn encode(tree: &Tree) -> Result<Vec<u8>, SnapshotError> {
+    let record = snapshot_record(tree);
+    let archive = rkyv::to_bytes::<rancor::Error>(&record)
+        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(archive.len() + TRAILER_BYTES);
+    bytes.extend_from_slice(&archive);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(archive.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    Ok(bytes)
+}
+
+fn snapshot_record(tree: &Tree) -> SnapshotRecord {
+    let mut acl_ids: Vec<usize> = Vec::new();
+    let mut acls = Vec::new();
+    let mut nodes = Vec::with_capacity(tree.node_count() as usize);
+    tree.for_each_node(|path, node| {
+        let acl = match acl_ids.iter().position(|id| *id == node.acl_id()) {
+            Some(i) => i,
+            None => {
+                acl_ids.push(node.acl_id());
+                acls.push(node.acl().iter().map(acl_record).collect());
+                acl_ids.len() - 1
+            }
+        };
+        let stat = node.persisted_stat();
+        nodes.push(NodeRecord {
+            path: path.to_string(),
+            czxid: stat.czxid,
+            mzxid: stat.mzxid,
+            ctime: stat.ctime,
+            mtime: stat.mtime,
+            version: stat.version,
+            cversion: stat.cversion,
+            aversion: stat.aversion,
+            ephemeral_owner: stat.ephemeral_owner,
+            pzxid: stat.pzxid,
+            data: node.data().map(<[u8]>::to_vec),
+            acl: acl as u32,
+        });
+    });
+    let sessions = tree
+        .sessions()
+        .into_iter()
+        .map(|(id, timeout_ms)| SessionRecord { id, timeout_ms })
+        .collect();
+    SnapshotRecord {
+        zxid: tree.last_zxid().0,
+        node_count: tree.node_count(),
+        digest: tree.digest(),
+        acls,
+        nodes,
+        sessions,
+    }
+}
+
+fn acl_record(acl: &Acl) -> AclRecord {
+    AclRecord {
+        perms: acl.perms,
+        scheme: acl.id.scheme.clone(),
+        id: acl.id.id.clone(),
+    }
+}
+
+/// Decodes and checks a snapshot file's bytes into a tree.
+pub fn decode(bytes: &[u8]) -> Result<Tree, String> {
+    let archive = check_trailer(bytes)?;
+    let record = rkyv::access::<ArchivedSnapshotRecord, rancor::Error>(archive)
+        .map_err(|e| format!("archive fails validation: {e}"))?;
+    let acls: Vec<Vec<Acl>> = record
+        .acls
+        .iter()
+        .map(|list| list.iter().map(acl_from_archive).collect())
+        .collect();
+    let mut tree = Tree::new();
+    for node in record.nodes.iter() {
+        let acl = acls
+            .get(node.acl.to_native() as usize)
+            .ok_or_else(|| format!("node {} names a missing ACL list", node.path))?;
+        let data = node.data.as_ref().map(|d| d.as_slice());
+        tree.restore_node(node.path.as_str(), &stat_from_archive(node), data, acl)
+            .map_err(|code| format!("node {} cannot be restored: {code:?}", node.path))?;
+    }
+    for session in record.sessions.iter() {
+        tree.restore_session(session.id.to_native(), session.timeout_ms.to_native());
+    }
+    tree.restore_last_zxid(Zxid(record.zxid.to_native()));
+    if tree.node_count() != record.node_count.to_native()
+        || tree.digest() != record.digest.to_native()
+    {
+        return Err(format!(
+            "rebuilt tree differs: {} nodes digest {:x}, recorded {} nodes digest {:x}",
+            tree.node_count(),
+            tree.digest(),
+            record.node_count.to_native(),
+            record.digest.to_native()
+        ));
+    }
+    Ok(tree)
+}
+
+/// Checks the trailer and the CRC; returns the archive bytes.
+fn check_trailer(bytes: &[u8]) -> Result<&[u8], String> {
+    let Some(archive_len) = bytes.len().checked_sub(TRAILER_BYTES) else {
+        return Err("shorter than the trailer".to_string());
+    };
+    let (archive, trailer) = bytes.split_at(archive_len);
+    if &trailer[..8] != MAGIC {
+        return Err("missing trailer magic (truncated or not a snapshot)".to_string());
+    }
+    let mut len = [0; 8];
+    len.copy_from_slice(&trailer[8..16]);
+    if u64::from_le_bytes(len) != archive_len as u64 {
+        return Err("archive length in the trailer does not match the file".to_string());
+    }
+    let mut crc = [0; 4];
+    crc.copy_from_slice(&trailer[16..20]);
+    if crc32c::crc32c(archive) != u32::from_le_bytes(crc) {
+        return Err("checksum mismatch".to_string());
+    }
+    Ok(archive)
+}
+
+fn acl_from_archive(acl: &ArchivedAclRecord) -> Acl {
+    Acl {
+        perms: acl.perms.to_native(),
+        id: Id {
+            scheme: acl.scheme.to_string(),
+            id: acl.id.to_string(),
+        },
+    }
+}
+
+fn stat_from_archive(node: &ArchivedNodeRecord) -> StatPersisted {
+    StatPersisted {
+        czxid: node.czxid.to_native(),
+        mzxid: node.mzxid.to_native(),
+        ctime: node.ctime.to_native(),
+        mtime: node.mtime.to_native(),
+        version: node.version.to_native(),
+        cversion: node.cversion.to_native(),
+        aversion: node.aversion.to_native(),
+        ephemeral_owner: node.ephemeral_owner.to_native(),
+        pzxid: node.pzxid.to_native(),
+    }
+}
+
+fn io_error<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `tree` into `dir` durably (temp file, fsync, rename, directory fsync); returns the
+/// snapshot's path. Blocking.
+pub fn write(dir: &Path, tree: &Tree) -> Result<PathBuf, SnapshotError> {
+    std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+    let bytes = encode(tree)?;
+    let name = snapshot_name(tree.last_zxid());
+    let tmp = dir.join(format!("{}{TMP_SUFFIX}", &name[..16]));
+    let path = dir.join(name);
+    let mut file = File::create(&tmp).map_err(io_error("create", &tmp))?;
+    file.write_all(&bytes).map_err(io_error("write", &tmp))?;
+    file.sync_all().map_err(io_error("fsync", &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error("fsync directory", dir))
+}
+
+/// Snapshot files in `dir`, newest first.
+pub fn list(dir: &Path) -> Result<Vec<(Zxid, PathBuf)>, SnapshotError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("list", dir)(e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("list", dir))?;
+        let name = entry.file_name();
+        if let Some(zxid) = name.to_str().and_then(parse_snapshot_name) {
+            found.push((zxid, entry.path()));
+        }
+    }
+    found.sort_by_key(|(zxid, _)| std::cmp::Reverse(*zxid));
+    Ok(found)
+}
+
+/// Maps and decodes one snapshot file.
+pub fn load(path: &Path) -> Result<Tree, SnapshotError> {
+    let file = File::open(path).map_err(io_error("open", path))?;
+    // SAFETY: the file is only read through the map; snapshot files are never modified in
+    // place (they are written under a temp name and renamed), so the bytes cannot change
+    // under us short of another process breaking that rule.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error("mmap", path))?;
+    decode(&map).map_err(|reason| SnapshotError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// The newest valid snapshot in `dir`, with the invalid newer ones it skipped.
+pub struct Loaded {
+    /// The tree, its zxid and file; `None` if the directory holds no snapshot at all.
+    pub newest: Option<(Tree, Zxid, PathBuf)>,
+    /// Newer snapshots that failed validation, with why.
+    pub skipped: Vec<SnapshotError>,
+}
+
+/// Loads the newest snapshot that passes every check, falling back to older ones. Fails if
+/// snapshots exist but none is valid.
+pub fn load_newest(dir: &Path) -> Result<Loaded, SnapshotError> {
+    let found = list(dir)?;
+    let mut skipped = Vec::new();
+    for (zxid, path) in &found {
+        match load(path) {
+            Ok(tree) => {
+                return Ok(Loaded {
+                    newest: Some((tree, *zxid, path.clone())),
+                    skipped,
+                })
+            }
+            Err(e) => skipped.push(e),
+        }
+    }
+    match skipped.first() {
+        None => Ok(Loaded {
+            newest: None,
+            skipped,
+        }),
+        Some(newest) => Err(SnapshotError::NoValidSnapshot {
+            dir: dir.to_path_buf(),
+            count: found.len(),
+            newest: newest.to_string(),
+        }),
+    }
+}
+
+/// Removes all but the newest `keep` snapshots (and leftover temp files); returns the zxid of
+/// the oldest snapshot kept, through which the WAL may be purged.
+pub fn retain_newest(dir: &Path, keep: usize) -> Result<Option<Zxid>, SnapshotError> {
+    assert!(keep >= 1, "keep at least one snapshot");
+    let found = list(dir)?;
+    for (_, path) in found.iter().skip(keep) {
+        std::fs::remove_file(path).map_err(io_error("remove", path))?;
+    }
+    remove_temp_files(dir)?;
+    sync_dir(dir)?;
+    Ok(found
+        .get(..keep.min(found.len()))
+        .and_then(|kept| kept.last())
+        .map(|(z, _)| *z))
+}
+
+fn remove_temp_files(dir: &Path) -> Result<(), SnapshotError> {
+    for entry in std::fs::read_dir(dir).map_err(io_error("list", dir))? {
+        let path = entry.map_err(io_error("list", dir))?.path();
+        if path.to_str().is_some_and(|p| p.ends_with(TMP_SUFFIX)) {
+            std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
+        }
+    }
+    Ok(())
+}

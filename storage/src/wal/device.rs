@@ -27,6 +27,8 @@ pub trait Device {
     async fn create_zeroed(&self, name: &str, len_bytes: u64) -> io::Result<Self::File>;
     /// Opens an existing file for reading and writing.
     async fn open(&self, name: &str) -> io::Result<Self::File>;
+    /// Renames a file durably (replacing `to` if it exists); open handles stay valid.
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Removes a file durably.
     async fn remove(&self, name: &str) -> io::Result<()>;
     /// A human-readable path for error messages.

@@ -38,10 +38,12 @@ impl DmaDevice {
             source,
         };
         std::fs::create_dir_all(&dir).map_err(|e| io_error("create directory", e))?;
-        prime_dma(&dir)
+        // glommio opens relative to no directory (dirfd -1): relative paths fail with EBADF.
+        let absolute = std::fs::canonicalize(&dir).map_err(|e| io_error("resolve", e))?;
+        prime_dma(&absolute)
             .await
             .map_err(|e| io_error("prime DMA", e))?;
-        Ok(Self { dir })
+        Ok(Self { dir: absolute })
     }
 
     /// The directory's path.
@@ -77,7 +79,7 @@ impl DmaDevice {
 /// Opens a non-empty file in `dir` with `DmaFile::open` (writing it first with std if missing)
 /// so glommio probes the disk correctly on this executor.
 pub async fn prime_dma(dir: &Path) -> io::Result<()> {
-    let probe = dir.join(PROBE_FILE);
+    let probe = std::fs::canonicalize(dir)?.join(PROBE_FILE);
     if std::fs::metadata(&probe).map_or(true, |m| m.len() == 0) {
         std::fs::write(&probe, vec![1u8; 4096])?;
     }
@@ -131,6 +133,11 @@ impl Device for DmaDevice {
             .dma_open(self.dir.join(name))
             .await?;
         Ok(file)
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        std::fs::rename(self.dir.join(from), self.dir.join(to))?;
+        self.sync_dir().await
     }
 
     async fn remove(&self, name: &str) -> io::Result<()> {

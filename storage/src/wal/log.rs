@@ -8,7 +8,8 @@
 //! No `RefCell` borrow is held across an await.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
@@ -19,6 +20,9 @@ use super::batcher::{Batch, Batcher, Position};
 use super::device::{Device, DeviceBuf, SegmentFile};
 use super::scan::{parse_segment_name, scan_segment, segment_name, SegmentScan};
 use super::{WalConfig, WalError};
+
+/// The pre-zeroed file that becomes the next segment (not a segment name, so never listed).
+const SPARE_NAME: &str = "next.spare";
 
 /// Bytes read per call when loading a segment.
 const READ_CHUNK_BYTES: usize = 1 << 20;
@@ -67,12 +71,17 @@ struct State<F> {
     segments: Vec<Zxid>,
     current: Option<(Zxid, Rc<F>)>,
     failed: Option<String>,
+    /// A pre-zeroed file ready to become the next segment (made off the write path).
+    spare: Option<Rc<F>>,
+    /// Making a spare failed for lack of space: wait for the next roll before trying again.
+    spare_blocked: bool,
 }
 
 #[derive(Default)]
 struct Wakers {
     durable: Vec<Waker>,
     flusher: Option<Waker>,
+    spare: Option<Waker>,
 }
 
 /// The write-ahead log over a device. See the module doc.
@@ -93,6 +102,7 @@ impl<D: Device> Wal<D> {
         replay_after: Zxid,
     ) -> Result<(Self, Recovered), WalError> {
         config.validate()?;
+        remove_stale_spare(&device).await?;
         let mut segments = list_segments(&device).await?;
         let mut loaded = Vec::new();
         for (i, &first) in segments.iter().enumerate() {
@@ -132,6 +142,8 @@ impl<D: Device> Wal<D> {
                 segments,
                 current: None,
                 failed: None,
+                spare: None,
+                spare_blocked: false,
             }),
             wakers: RefCell::default(),
         };
@@ -202,7 +214,20 @@ impl<D: Device> Wal<D> {
 
     /// Flushes batches for as long as records arrive; returns the first error. A fatal error
     /// means exit; after [`WalError::NoSpace`] the caller may wait and call `run` again.
+    ///
+    /// Meanwhile it keeps a pre-zeroed spare file ready, so a segment roll is a rename rather
+    /// than zero-filling `segment_bytes` in the write path.
     pub async fn run(&self) -> WalError {
+        let mut flushing = pin!(self.flush_loop());
+        let mut sparing = pin!(self.spare_loop());
+        poll_fn(|cx| match flushing.as_mut().poll(cx) {
+            Poll::Ready(e) => Poll::Ready(e),
+            Poll::Pending => sparing.as_mut().poll(cx),
+        })
+        .await
+    }
+
+    async fn flush_loop(&self) -> WalError {
         loop {
             poll_fn(|cx| {
                 if self.state.borrow().batcher.has_pending() {
@@ -216,6 +241,54 @@ impl<D: Device> Wal<D> {
                 return e;
             }
         }
+    }
+
+    async fn spare_loop(&self) -> WalError {
+        loop {
+            poll_fn(|cx| {
+                let state = self.state.borrow();
+                if state.spare.is_none() && !state.spare_blocked && state.failed.is_none() {
+                    return Poll::Ready(());
+                }
+                self.wakers.borrow_mut().spare = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            match self.prepare_spare().await {
+                Ok(()) => {}
+                Err(e) if e.is_fatal() => return e,
+                Err(_) => self.state.borrow_mut().spare_blocked = true,
+            }
+        }
+    }
+
+    /// Creates the pre-zeroed spare file if there is none. [`Wal::run`] calls it; a caller
+    /// that drives [`Wal::flush`] itself may too.
+    pub async fn prepare_spare(&self) -> Result<(), WalError> {
+        if self.state.borrow().spare.is_some() {
+            return Ok(());
+        }
+        let spare = self.create_file(SPARE_NAME).await?;
+        self.state.borrow_mut().spare = Some(Rc::new(spare));
+        Ok(())
+    }
+
+    async fn create_file(&self, name: &str) -> Result<D::File, WalError> {
+        let created = self
+            .device
+            .create_zeroed(name, self.config.segment_bytes)
+            .await;
+        created.map_err(|source| {
+            let file = self.device.describe(name);
+            match source.kind() {
+                std::io::ErrorKind::StorageFull => WalError::NoSpace { file, source },
+                _ => WalError::Io {
+                    op: "create",
+                    file,
+                    source,
+                },
+            }
+        })
     }
 
     /// Writes and syncs the next batch; returns its last zxid, or `None` if there was nothing
@@ -294,21 +367,23 @@ impl<D: Device> Wal<D> {
 
     async fn create_segment(&self, first: Zxid) -> Result<Rc<D::File>, WalError> {
         let name = segment_name(first);
-        let created = self
-            .device
-            .create_zeroed(&name, self.config.segment_bytes)
-            .await;
-        let file = Rc::new(created.map_err(|source| {
-            let file = self.device.describe(&name);
-            match source.kind() {
-                std::io::ErrorKind::StorageFull => WalError::NoSpace { file, source },
-                _ => WalError::Io {
-                    op: "create",
-                    file,
+        let spare = self.state.borrow_mut().spare.take();
+        let file = match spare {
+            Some(file) => {
+                let renamed = self.device.rename(SPARE_NAME, &name).await;
+                renamed.map_err(|source| WalError::Io {
+                    op: "rename",
+                    file: self.device.describe(&name),
                     source,
-                },
+                })?;
+                file
             }
-        })?);
+            None => Rc::new(self.create_file(&name).await?),
+        };
+        self.state.borrow_mut().spare_blocked = false;
+        if let Some(waker) = self.wakers.borrow_mut().spare.take() {
+            waker.wake();
+        }
         let mut state = self.state.borrow_mut();
         if state.segments.last() != Some(&first) {
             state.segments.push(first);
@@ -458,6 +533,23 @@ async fn list_segments<D: Device>(device: &D) -> Result<Vec<Zxid>, WalError> {
     let mut segments: Vec<Zxid> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     segments.sort();
     Ok(segments)
+}
+
+/// A spare left by a crash may be half zero-filled: start over.
+async fn remove_stale_spare<D: Device>(device: &D) -> Result<(), WalError> {
+    let io_error = |op, source| WalError::Io {
+        op,
+        file: device.describe(SPARE_NAME),
+        source,
+    };
+    let names = device.list().await.map_err(|e| io_error("list", e))?;
+    if names.iter().any(|n| n == SPARE_NAME) {
+        device
+            .remove(SPARE_NAME)
+            .await
+            .map_err(|e| io_error("remove", e))?;
+    }
+    Ok(())
 }
 
 async fn open_segment<D: Device>(device: &D, first: Zxid) -> Result<D::File, WalError> {

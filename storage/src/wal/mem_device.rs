@@ -50,10 +50,20 @@ struct MemFile {
     unsynced: Vec<(usize, Vec<u8>)>,
 }
 
+/// Files live in `files` by id and are named through `names`, so a handle survives a rename
+/// and a removed file stays usable through open handles, as on Linux.
 #[derive(Debug, Default)]
 struct MemDisk {
-    files: BTreeMap<String, MemFile>,
+    names: BTreeMap<String, usize>,
+    files: Vec<MemFile>,
     faults: Faults,
+}
+
+impl MemDisk {
+    fn named(&mut self, name: &str) -> Option<&mut MemFile> {
+        let id = *self.names.get(name)?;
+        self.files.get_mut(id)
+    }
 }
 
 /// The in-memory disk; clones share it, so a test keeps one to inject faults and inspect.
@@ -79,7 +89,15 @@ impl MemDevice {
             Tear::Sectors { seed } => seed | 1,
             _ => 1,
         };
-        for file in self.disk.borrow_mut().files.values_mut() {
+        let mut disk = self.disk.borrow_mut();
+        let MemDisk { names, files, .. } = &mut *disk;
+        let named: Vec<usize> = names.values().copied().collect();
+        for file in files
+            .iter_mut()
+            .enumerate()
+            .filter(|(id, _)| named.contains(id))
+        {
+            let file = file.1;
             for (offset, bytes) in std::mem::take(&mut file.unsynced) {
                 for (i, sector) in bytes.chunks(SECTOR_BYTES).enumerate() {
                     let keep = match tear {
@@ -100,10 +118,7 @@ impl MemDevice {
     /// Flips one bit of a file, durably (media corruption).
     pub fn flip_bit(&self, name: &str, offset_bytes: usize, bit: u8) {
         let mut disk = self.disk.borrow_mut();
-        let file = disk
-            .files
-            .get_mut(name)
-            .expect("flip_bit on a missing file");
+        let file = disk.named(name).expect("flip_bit on a missing file");
         file.data[offset_bytes] ^= 1 << bit;
         file.durable[offset_bytes] ^= 1 << bit;
     }
@@ -111,35 +126,39 @@ impl MemDevice {
     /// Overwrites bytes of a file, durably.
     pub fn write_durable(&self, name: &str, offset_bytes: usize, bytes: &[u8]) {
         let mut disk = self.disk.borrow_mut();
-        let file = disk
-            .files
-            .get_mut(name)
-            .expect("write_durable on a missing file");
-        file.data[offset_bytes..offset_bytes + bytes.len()].copy_from_slice(bytes);
-        file.durable[offset_bytes..offset_bytes + bytes.len()].copy_from_slice(bytes);
+        let file = disk.named(name).expect("write_durable on a missing file");
+        let range = offset_bytes..offset_bytes + bytes.len();
+        file.data[range.clone()].copy_from_slice(bytes);
+        file.durable[range].copy_from_slice(bytes);
     }
 
     /// What reads of `name` currently see.
     pub fn file_bytes(&self, name: &str) -> Option<Vec<u8>> {
-        self.disk.borrow().files.get(name).map(|f| f.data.clone())
+        self.disk.borrow_mut().named(name).map(|f| f.data.clone())
     }
 
     /// Names of the files on the disk, sorted.
     pub fn file_names(&self) -> Vec<String> {
-        self.disk.borrow().files.keys().cloned().collect()
+        self.disk.borrow().names.keys().cloned().collect()
     }
 
     fn with_file<T>(
         &self,
-        name: &str,
+        id: usize,
         f: impl FnOnce(&mut MemFile, &mut Faults) -> io::Result<T>,
     ) -> io::Result<T> {
         let mut disk = self.disk.borrow_mut();
-        let MemDisk { files, faults } = &mut *disk;
-        let file = files
-            .get_mut(name)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        f(file, faults)
+        let MemDisk { files, faults, .. } = &mut *disk;
+        f(&mut files[id], faults)
+    }
+
+    fn handle(&self, name: &str) -> io::Result<MemFileHandle> {
+        let id = self.disk.borrow().names.get(name).copied();
+        let id = id.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(MemFileHandle {
+            device: self.clone(),
+            id,
+        })
     }
 }
 
@@ -160,7 +179,7 @@ fn countdown(counter: &mut u32) -> bool {
 #[derive(Debug)]
 pub struct MemFileHandle {
     device: MemDevice,
-    name: String,
+    id: usize,
 }
 
 impl DeviceBuf for Vec<u8> {
@@ -168,6 +187,9 @@ impl DeviceBuf for Vec<u8> {
         self
     }
 }
+
+/// Linux's ENOSPC.
+const ENOSPC: i32 = 28;
 
 impl Device for MemDevice {
     type File = MemFileHandle;
@@ -178,37 +200,45 @@ impl Device for MemDevice {
 
     async fn create_zeroed(&self, name: &str, len_bytes: u64) -> io::Result<MemFileHandle> {
         let mut disk = self.disk.borrow_mut();
-        let used: u64 = disk.files.values().map(|f| f.data.len() as u64).sum();
-        if disk
-            .faults
+        let MemDisk {
+            names,
+            files,
+            faults,
+        } = &mut *disk;
+        let used: u64 = names.values().map(|&id| files[id].data.len() as u64).sum();
+        if faults
             .capacity_bytes
             .is_some_and(|cap| used + len_bytes > cap)
         {
             return Err(io::Error::from_raw_os_error(ENOSPC));
         }
         let zeros = vec![0; len_bytes as usize];
-        let file = MemFile {
+        files.push(MemFile {
             data: zeros.clone(),
             durable: zeros,
             unsynced: Vec::new(),
-        };
-        disk.files.insert(name.to_string(), file);
+        });
+        names.insert(name.to_string(), files.len() - 1);
         Ok(MemFileHandle {
             device: self.clone(),
-            name: name.to_string(),
+            id: files.len() - 1,
         })
     }
 
     async fn open(&self, name: &str) -> io::Result<MemFileHandle> {
-        self.with_file(name, |_, _| Ok(()))?;
-        Ok(MemFileHandle {
-            device: self.clone(),
-            name: name.to_string(),
-        })
+        self.handle(name)
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut disk = self.disk.borrow_mut();
+        let id = disk.names.remove(from);
+        let id = id.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        disk.names.insert(to.to_string(), id);
+        Ok(())
     }
 
     async fn remove(&self, name: &str) -> io::Result<()> {
-        let removed = self.disk.borrow_mut().files.remove(name);
+        let removed = self.disk.borrow_mut().names.remove(name);
         removed
             .map(|_| ())
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
@@ -219,9 +249,6 @@ impl Device for MemDevice {
     }
 }
 
-/// Linux's ENOSPC.
-const ENOSPC: i32 = 28;
-
 impl SegmentFile for MemFileHandle {
     type Buf = Vec<u8>;
 
@@ -230,7 +257,7 @@ impl SegmentFile for MemFileHandle {
     }
 
     async fn write_at(&self, buf: Vec<u8>, offset_bytes: u64) -> io::Result<usize> {
-        self.device.with_file(&self.name, |file, faults| {
+        self.device.with_file(self.id, |file, faults| {
             if countdown(&mut faults.write_enospc) {
                 return Err(io::Error::from_raw_os_error(ENOSPC));
             }
@@ -255,7 +282,7 @@ impl SegmentFile for MemFileHandle {
     }
 
     async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> io::Result<Vec<u8>> {
-        self.device.with_file(&self.name, |file, faults| {
+        self.device.with_file(self.id, |file, faults| {
             let start = (offset_bytes as usize).min(file.data.len());
             let len = len_bytes.min(faults.read_bytes_max.unwrap_or(usize::MAX));
             let end = (start + len).min(file.data.len());
@@ -267,7 +294,7 @@ impl SegmentFile for MemFileHandle {
         if self.device.disk.borrow().faults.sync_stall {
             std::future::pending::<()>().await;
         }
-        self.device.with_file(&self.name, |file, faults| {
+        self.device.with_file(self.id, |file, faults| {
             if countdown(&mut faults.sync_eio) {
                 // Like Linux after a failed fsync: the dirty pages may be dropped silently.
                 file.unsynced.clear();
@@ -282,6 +309,6 @@ impl SegmentFile for MemFileHandle {
 
     async fn len_bytes(&self) -> io::Result<u64> {
         self.device
-            .with_file(&self.name, |file, _| Ok(file.data.len() as u64))
+            .with_file(self.id, |file, _| Ok(file.data.len() as u64))
     }
 }

@@ -28,7 +28,20 @@ pub fn payload(zxid: i64, len: usize) -> Vec<u8> {
 }
 
 pub fn open(dev: &MemDevice) -> Result<(Wal<MemDevice>, Recovered), WalError> {
-    block_on(Wal::open(dev.clone(), small_config(), Zxid::ZERO))
+    block_on(open_async(dev))
+}
+
+pub async fn open_async(dev: &MemDevice) -> Result<(Wal<MemDevice>, Recovered), WalError> {
+    Wal::open(dev.clone(), small_config(), Zxid::ZERO).await
+}
+
+/// Runs `f` on a glommio executor small enough to start under the default memlock limit.
+pub fn on_glommio<T: Send + 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
+    glommio::LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .make()
+        .expect("glommio executor")
+        .run(f)
 }
 
 /// Appends `zxids` with payloads of `len` bytes and flushes until all are durable.
