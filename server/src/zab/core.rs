@@ -89,9 +89,18 @@ impl Zab {
         match message {
             PeerMessage::Notification(notification) => self.on_notification(from, notification),
             PeerMessage::Packet(packet) => match &self.phase {
+                Phase::Leading(_) => self.on_leader_packet(from, packet),
+                // A learner connecting to a server that does not lead (yet): refuse, so it
+                // retries instead of waiting out initLimit.
+                _ if matches!(
+                    packet,
+                    PeerPacket::FollowerInfo { .. } | PeerPacket::ObserverInfo { .. }
+                ) =>
+                {
+                    self.emit(Command::Disconnect { peer: from })
+                }
                 Phase::Looking => {}
                 Phase::Learning(_) => self.on_learner_packet(from, packet),
-                Phase::Leading(_) => self.on_leader_packet(from, packet),
             },
         }
     }
@@ -102,7 +111,7 @@ impl Zab {
             Phase::Looking => {}
             Phase::Learning(learner) => {
                 if learner.leader == peer {
-                    self.go_looking();
+                    self.learner_disconnected();
                 }
             }
             Phase::Leading(leader) => {

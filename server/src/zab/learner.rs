@@ -40,6 +40,9 @@ pub(super) struct Learner {
     pub acked: Zxid,
     /// `sync` requests waiting for the commit point to reach a zxid.
     pub syncs: VecDeque<(i64, Zxid)>,
+    /// The leader refused or dropped the connection before LEADERINFO: say hello again at the
+    /// next tick (until initLimit runs out).
+    pub reconnect: bool,
 }
 
 enum Next {
@@ -68,8 +71,15 @@ impl Zab {
             commit_pending: Zxid::ZERO,
             acked: Zxid::ZERO,
             syncs: VecDeque::new(),
+            reconnect: false,
         }));
         self.set_role(Role::Syncing { leader });
+        self.send_learner_info();
+    }
+
+    fn send_learner_info(&mut self) {
+        let learner = self.learner();
+        let (leader, observer) = (learner.leader, learner.observer);
         let (accepted_epoch, server_id) = (self.accepted_epoch, self.config.id);
         let info = match observer {
             true => PeerPacket::ObserverInfo {
@@ -287,7 +297,23 @@ impl Zab {
         }
     }
 
+    /// The link to the leader broke: before discovery started, retry; after, look again.
+    pub(super) fn learner_disconnected(&mut self) {
+        let learner = self.learner();
+        match learner.stage {
+            LearnerStage::AwaitLeaderInfo => learner.reconnect = true,
+            _ => self.go_looking(),
+        }
+    }
+
     pub(super) fn tick_learner(&mut self) {
+        if std::mem::take(&mut self.learner().reconnect) {
+            self.send_learner_info();
+        }
+        self.tick_learner_deadline();
+    }
+
+    fn tick_learner_deadline(&mut self) {
         let now = self.now_ticks;
         let learner = self.learner();
         let expired = match learner.stage {

@@ -185,11 +185,22 @@ fn acl_record(acl: &Acl) -> AclRecord {
     }
 }
 
+/// Checks a snapshot file's bytes without rebuilding the tree (trailer, checksum, archive
+/// validation); returns the zxid and node count it records. For `snapshot verify` tools.
+pub fn verify(bytes: &[u8]) -> Result<(Zxid, u64), String> {
+    let record = access(bytes)?;
+    Ok((Zxid(record.zxid.to_native()), record.node_count.to_native()))
+}
+
+fn access(bytes: &[u8]) -> Result<&ArchivedSnapshotRecord, String> {
+    let archive = check_trailer(bytes)?;
+    rkyv::access::<ArchivedSnapshotRecord, rancor::Error>(archive)
+        .map_err(|e| format!("archive fails validation: {e}"))
+}
+
 /// Decodes and checks a snapshot file's bytes into a tree.
 pub fn decode(bytes: &[u8]) -> Result<Tree, String> {
-    let archive = check_trailer(bytes)?;
-    let record = rkyv::access::<ArchivedSnapshotRecord, rancor::Error>(archive)
-        .map_err(|e| format!("archive fails validation: {e}"))?;
+    let record = access(bytes)?;
     let acls: Vec<Vec<Acl>> = record
         .acls
         .iter()
