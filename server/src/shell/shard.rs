@@ -359,6 +359,8 @@ async fn read_loop(
             if conn.closing.get() {
                 return Ok(());
             }
+            // Within one read, small requests can ask for large replies: check room per frame.
+            wait_for_room(shard, conn).await;
         }
     }
 }
