@@ -32,7 +32,7 @@ fn describe(outcome: &Outcome) -> String {
     format!(
         "seed={} servers={}+{} steps={} time={}ms trace={:016x} | crashes={} torn={} \
          partitions={} links_broken={} corrupted={} notif_lost={} notif_dup={} | elections={} \
-         leaders={} snaps={} truncs={} committed={} acked={} liveness={}ms",
+         leaders={} snaps={} truncs={} committed={} acked={} syncs={} liveness={}ms",
         outcome.seed,
         outcome.voters,
         outcome.observers,
@@ -52,6 +52,7 @@ fn describe(outcome: &Outcome) -> String {
         s.truncations,
         s.committed_txns,
         s.acked_writes,
+        s.syncs_completed,
         s.liveness_ms,
     )
 }

@@ -6,7 +6,9 @@
 //! - committed sequences are prefixes of one global sequence;
 //! - zxids increase in every log and every tree;
 //! - every txn acknowledged to a client is in the log (or snapshot) of every later leader;
-//! - trees at the same zxid have the same digest.
+//! - trees at the same zxid have the same digest;
+//! - a `sync` completes only once its server has applied everything committed anywhere before
+//!   the sync began.
 
 use std::collections::BTreeMap;
 
@@ -120,6 +122,11 @@ impl Checker {
         };
         self.positions.insert(server, position);
         Ok(())
+    }
+
+    /// The newest zxid committed anywhere.
+    pub fn last_committed(&self) -> Zxid {
+        self.committed.last().copied().unwrap_or(Zxid::ZERO)
     }
 
     pub fn on_digest(&mut self, server: ServerId, zxid: Zxid, digest: i64) -> Check {

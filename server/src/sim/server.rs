@@ -22,6 +22,8 @@ pub struct Server {
     pub incarnation: u64,
     /// Client writes this server proposed as leader, by zxid: acknowledged when it commits them.
     pub client_writes: BTreeMap<Zxid, u64>,
+    /// `sync` requests in progress here: the newest zxid committed anywhere when each began.
+    pub syncs: BTreeMap<i64, Zxid>,
 }
 
 impl Server {
@@ -36,6 +38,7 @@ impl Server {
             disk,
             incarnation: 0,
             client_writes: BTreeMap::new(),
+            syncs: BTreeMap::new(),
         }
     }
 
@@ -47,6 +50,7 @@ impl Server {
         self.zab = None;
         self.incarnation += 1;
         self.client_writes.clear();
+        self.syncs.clear();
         self.disk.crash(rng)
     }
 

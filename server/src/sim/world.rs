@@ -74,6 +74,7 @@ pub struct Stats {
     pub truncations: u64,
     pub committed_txns: u64,
     pub acked_writes: u64,
+    pub syncs_completed: u64,
     pub liveness_ms: u64,
 }
 
@@ -95,6 +96,7 @@ impl Stats {
         self.truncations += other.truncations;
         self.committed_txns += other.committed_txns;
         self.acked_writes += other.acked_writes;
+        self.syncs_completed += other.syncs_completed;
         self.liveness_ms = self.liveness_ms.max(other.liveness_ms);
     }
 }
@@ -136,6 +138,7 @@ enum Event {
         incarnation: u64,
     },
     ClientWrite,
+    ClientSync,
     FaultRoll,
     Restart(usize),
     Heal(u64),
@@ -162,6 +165,7 @@ struct World {
     /// Snapshots in transit travel by reference: SNAP carries an index here.
     snapshots: Vec<Tree>,
     faults: bool,
+    sync_requests: i64,
     liveness: Option<Liveness>,
     stats: Stats,
     trace_hash: u64,
@@ -235,6 +239,7 @@ impl World {
             workload: Workload::default(),
             snapshots: Vec::new(),
             faults: true,
+            sync_requests: 0,
             liveness: None,
             stats: Stats::default(),
             trace_hash: options.seed,
@@ -248,6 +253,7 @@ impl World {
             self.drain(index)?;
         }
         self.schedule(TICK_MS, Event::ClientWrite);
+        self.schedule(TICK_MS, Event::ClientSync);
         self.schedule(TICK_MS, Event::FaultRoll);
         Ok(())
     }
@@ -316,6 +322,7 @@ impl World {
             Event::SyncDone { server, .. } => (4, *server, 0),
             Event::ClientWrite => (5, 0, 0),
             Event::FaultRoll => (6, 0, 0),
+            Event::ClientSync => (9, 0, 0),
             Event::Restart(server) => (7, *server, 0),
             Event::Heal(id) => (8, *id as usize, 0),
         };
@@ -358,6 +365,11 @@ impl World {
                 let after = self.rng.range(5, 40);
                 self.schedule(after, Event::ClientWrite);
                 self.client_write()?;
+            }
+            Event::ClientSync => {
+                let after = self.rng.range(20, 200);
+                self.schedule(after, Event::ClientSync);
+                self.client_sync()?;
             }
             Event::FaultRoll => {
                 self.schedule(TICK_MS, Event::FaultRoll);
@@ -571,7 +583,7 @@ impl World {
                 let server = &mut self.servers[index];
                 server.disk.compact(server.tree.last_zxid(), &server.tree);
             }
-            Command::SyncDone { .. } => {}
+            Command::SyncDone { request } => self.sync_completed(index, request)?,
             Command::RoleChanged { role } => self.role_changed(index, role)?,
         }
         Ok(())
@@ -684,6 +696,40 @@ impl World {
             server.client_writes.insert(zxid, print.unwrap_or_default());
         }
         self.drain(index)
+    }
+
+    fn client_sync(&mut self) -> Check {
+        let index = self.rng.below(self.servers.len() as u64) as usize;
+        let required = self.checker.last_committed();
+        self.sync_requests += 1;
+        let request = self.sync_requests;
+        let server = &mut self.servers[index];
+        let Some(zab) = &mut server.zab else {
+            return Ok(());
+        };
+        if zab.sync(request).is_ok() {
+            server.syncs.insert(request, required);
+        }
+        self.drain(index)
+    }
+
+    fn sync_completed(&mut self, index: usize, request: i64) -> Check {
+        let server = &mut self.servers[index];
+        let Some(required) = server.syncs.remove(&request) else {
+            return Err(format!(
+                "server {} finished sync {request}, never started",
+                index + 1
+            ));
+        };
+        let applied = server.tree.last_zxid();
+        if applied < required {
+            return Err(format!(
+                "server {} finished sync {request} at {applied}, before {required} committed earlier",
+                index + 1
+            ));
+        }
+        self.stats.syncs_completed += 1;
+        Ok(())
     }
 
     fn roll_faults(&mut self) {
