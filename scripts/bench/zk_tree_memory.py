@@ -97,7 +97,8 @@ def main():
     parser.add_argument("--znodes", type=int, default=1_000_000)
     parser.add_argument("--data-bytes", type=int, default=100)
     parser.add_argument("--heap", default="1000m",
-                        help="-Xmx, as zkServer.sh sets by default (ZK_SERVER_HEAP=1000)")
+                        help="-Xmx (1000m is zkServer.sh's default, ZK_SERVER_HEAP=1000); "
+                             "'default' leaves the JVM's own choice (1/4 of RAM)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="zk-mem-")
@@ -108,7 +109,7 @@ def main():
                   "admin.enableServer=false\nforceSync=no\n")
     log = open(os.path.join(workdir, "zk.log"), "w")
     server = subprocess.Popen(
-        ["java", f"-Xmx{args.heap}", "-cp", CLASSPATH,
+        ["java"] + ([] if args.heap == "default" else [f"-Xmx{args.heap}"]) + ["-cp", CLASSPATH,
          "org.apache.zookeeper.server.quorum.QuorumPeerMain", "zoo.cfg"],
         cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     try:

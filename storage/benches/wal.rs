@@ -173,6 +173,8 @@ fn main() {
             if run("dma-raw") {
                 let s = on_executor(dma_raw(args.dir.clone(), batch, secs));
                 table.add("glommio DmaFile write, then fdatasync", col.clone(), s);
+                let s = on_executor(blocking_uring_raw(args.dir.clone(), batch, secs));
+                table.add("glommio spawn_blocking: io-uring linked", col.clone(), s);
             }
             if run("wal") {
                 for &payload in &PAYLOAD_SIZES_BYTES {
@@ -340,6 +342,65 @@ async fn dma_raw(dir: PathBuf, batch: usize, seconds: f64) -> Sample {
         buf.as_bytes_mut().fill(0x5a);
         file.write_at(buf, offset).await.expect("write");
         file.fdatasync().await.expect("fdatasync");
+        offset = (offset + batch as u64) % RAW_FILE_BYTES;
+        syncs += 1;
+    }
+    Sample::raw(syncs, batch, start.elapsed().as_secs_f64())
+}
+
+thread_local! {
+    static RING: std::cell::RefCell<Option<IoUring>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One linked write+fdatasync on the calling thread's ring; blocks until both complete.
+fn linked_write_sync(fd: i32, ptr: usize, len: usize, offset: u64) -> i32 {
+    RING.with(|ring| {
+        let mut ring = ring.borrow_mut();
+        let ring = ring.get_or_insert_with(|| IoUring::new(8).expect("io_uring"));
+        let fd = types::Fd(fd);
+        let write = opcode::Write::new(fd, ptr as *const u8, len as u32)
+            .offset(offset)
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(1);
+        let sync = opcode::Fsync::new(fd)
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(2);
+        // SAFETY: the caller keeps the buffer and the fd alive until this returns.
+        unsafe {
+            ring.submission()
+                .push_multiple(&[write, sync])
+                .expect("sq full")
+        };
+        ring.submit_and_wait(2).expect("submit");
+        ring.completion().map(|c| c.result()).min().unwrap_or(-1)
+    })
+}
+
+/// The glommio executor hands each linked write+fdatasync to its blocking thread pool, so the
+/// executor thread never blocks: what a WAL on io-uring inside the Zab core would cost.
+async fn blocking_uring_raw(dir: PathBuf, batch: usize, seconds: f64) -> Sample {
+    let path = prezeroed_file(&dir);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .expect("open O_DIRECT");
+    let fd = file.as_raw_fd();
+    let buf = AlignedBuf::new(batch);
+    let ptr = buf.ptr as usize;
+    let mut offset = 0u64;
+    let mut syncs = 0;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    while Instant::now() < deadline {
+        let at = offset;
+        let result = glommio::executor()
+            .spawn_blocking(move || linked_write_sync(fd, ptr, batch, at))
+            .await;
+        assert!(result >= 0, "linked write+fdatasync failed: {result}");
         offset = (offset + batch as u64) % RAW_FILE_BYTES;
         syncs += 1;
     }

@@ -56,8 +56,16 @@ fn run(
     (tree, applied)
 }
 
+/// Cases per property: `PROPTEST_CASES` when set (for long runs), else a quick default.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(64)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn tree_agrees_with_model(steps in vec(step(), 1..150), raw_bits in any::<u64>()) {

@@ -264,39 +264,33 @@ impl Tree {
         if name.len() > NAME_BYTES_MAX {
             return Err(ErrorCode::BadArguments);
         }
-        let parent = self.find(parent_path).ok_or(ErrorCode::NoNode)?;
-        if parent.meta().children.contains(name.as_bytes()) {
-            return Err(ErrorCode::NodeExists);
-        }
         let mut child = Node::new(NewNode {
             name: name.as_bytes(),
             data: spec.data,
-            acl: self.acls.intern(spec.acl),
+            acl: self.intern_acl(spec.acl),
             ephemeral_owner: spec.ephemeral_owner,
             zxid: context.zxid,
             time: context.time,
         });
         let (_, child_digest) = child.refresh_digest(spec.path);
         let stat = child.stat();
-        let (old, new) = {
-            let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
-            let meta = parent.meta_mut();
-            let cversion = match spec.parent_cversion {
-                -1 => meta.cversion.wrapping_add(1),
-                given => given,
-            };
-            if cversion > meta.cversion {
-                meta.cversion = cversion;
-                meta.pzxid = context.zxid;
-            }
-            meta.children.insert(child);
-            parent.refresh_digest(parent_path)
+        // One walk: a failure leaves the contents as they were (at most a copy was unshared).
+        let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
+        let meta = parent.meta_mut();
+        if meta.children.insert_new(child).is_err() {
+            return Err(ErrorCode::NodeExists);
+        }
+        let cversion = match spec.parent_cversion {
+            -1 => meta.cversion.wrapping_add(1),
+            given => given,
         };
-        self.digest = self
-            .digest
-            .wrapping_sub(u64::from(old))
-            .wrapping_add(u64::from(new))
-            .wrapping_add(u64::from(child_digest));
+        if cversion > meta.cversion {
+            meta.cversion = cversion;
+            meta.pzxid = context.zxid;
+        }
+        let (old, new) = parent.refresh_digest(parent_path);
+        self.replace_digest(old, new);
+        self.digest = self.digest.wrapping_add(u64::from(child_digest));
         self.node_count += 1;
         self.index_kind(spec.path, spec.ephemeral_owner);
         out.push(trigger(spec.path, WatchEvent::NodeCreated));
@@ -339,11 +333,6 @@ impl Tree {
         out: &mut Vec<WatchTrigger>,
     ) -> Result<(), ErrorCode> {
         let (parent_path, name) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
-        let parent = self.find(parent_path).ok_or(ErrorCode::NoNode)?;
-        let exists = parent.meta().children.contains(name.as_bytes());
-        if !exists && context.zxid <= parent.meta().pzxid {
-            return Err(ErrorCode::NoNode);
-        }
         let (removed, old, new) = {
             let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
             let meta = parent.meta_mut();
@@ -383,7 +372,6 @@ impl Tree {
         version: i32,
         out: &mut Vec<WatchTrigger>,
     ) -> Result<Stat, ErrorCode> {
-        self.find(path).ok_or(ErrorCode::NoNode)?;
         let (stat, old, new) = {
             let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
             let mut changed = node.with_data(data);
@@ -401,8 +389,7 @@ impl Tree {
     }
 
     fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<Stat, ErrorCode> {
-        self.find(path).ok_or(ErrorCode::NoNode)?;
-        let acl = self.acls.intern(acl);
+        let acl = self.intern_acl(acl);
         let (stat, old, new) = {
             let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
             let meta = node.meta_mut();
@@ -474,6 +461,9 @@ impl Tree {
     }
 
     pub(super) fn index_kind(&mut self, path: &str, ephemeral_owner: i64) {
+        if ephemeral_owner == 0 {
+            return;
+        }
         let entry = PathEntry(Arc::from(path));
         match NodeKind::from_ephemeral_owner(ephemeral_owner) {
             NodeKind::Persistent => {}

@@ -20,6 +20,7 @@ mod acl;
 mod apply;
 mod kinds;
 mod node;
+mod thin;
 mod trie;
 
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use zinc_protocol::{Acl, ErrorCode, Stat, StatPersisted, Zxid};
 
-use acl::SharedInterner;
+use acl::{AclRef, SharedInterner};
 use node::{NewNode, Node};
 use trie::{Leaf, Trie};
 
@@ -54,6 +55,8 @@ pub struct Tree {
     digest: u64,
     last_zxid: i64,
     acls: Arc<SharedInterner>,
+    /// The list interned last: most creates repeat it, and this skips the interner's lock.
+    last_acl: Option<AclRef>,
 }
 
 #[derive(Clone)]
@@ -154,6 +157,7 @@ impl Tree {
             digest: 0,
             last_zxid: 0,
             acls,
+            last_acl: None,
         };
         for path in ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
             if let Some(node) = tree.find_mut(path) {
@@ -162,6 +166,17 @@ impl Tree {
             }
         }
         tree
+    }
+
+    fn intern_acl(&mut self, acl: &[Acl]) -> AclRef {
+        if let Some(last) = &self.last_acl {
+            if last.as_slice() == acl {
+                return last.clone();
+            }
+        }
+        let interned = self.acls.intern(acl);
+        self.last_acl = Some(interned.clone());
+        interned
     }
 
     fn find(&self, path: &str) -> Option<&Node> {
@@ -365,7 +380,7 @@ impl Tree {
         data: Option<&[u8]>,
         acl: &[Acl],
     ) -> Result<(), ErrorCode> {
-        let acl = self.acls.intern(acl);
+        let acl = self.intern_acl(acl);
         let existed = self.find(path).is_some();
         if path != "/" {
             let (parent_path, _) = split_parent(path).ok_or(ErrorCode::BadArguments)?;

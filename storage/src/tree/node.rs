@@ -3,10 +3,11 @@
 //! from the walk that reached the node.
 
 use bytes::Bytes;
-use triomphe::{Arc as ThinArc, HeaderSlice};
+use triomphe::ThinArc;
 use zinc_protocol::{Stat, StatPersisted};
 
 use super::acl::AclRef;
+use super::thin;
 use super::trie::{Leaf, Trie};
 
 /// `name_len` bit that says the data is null (absent), as opposed to empty.
@@ -38,7 +39,7 @@ pub(crate) struct Meta {
 
 /// A znode: cheap to clone (one reference count), copied only when written while shared.
 #[derive(Clone)]
-pub(crate) struct Node(ThinArc<HeaderSlice<Meta, [u8]>>);
+pub(crate) struct Node(ThinArc<Meta, u8>);
 
 impl Leaf for Node {
     type Key = [u8];
@@ -85,10 +86,11 @@ impl Node {
         let name_len = name.len();
         let zeros = std::iter::repeat_n(0u8, name_len + data.len());
         let mut arc = ThinArc::from_header_and_iter(meta, zeros);
-        match ThinArc::get_mut(&mut arc) {
+        match thin::get_mut(&mut arc) {
             Some(inner) => {
-                inner.slice[..name_len].copy_from_slice(name);
-                inner.slice[name_len..].copy_from_slice(data);
+                let slice = inner.slice_mut();
+                slice[..name_len].copy_from_slice(name);
+                slice[name_len..].copy_from_slice(data);
             }
             None => unreachable!("a new allocation is unique"),
         }
@@ -96,20 +98,21 @@ impl Node {
     }
 
     pub(crate) fn meta(&self) -> &Meta {
-        &self.0.header
+        &self.0.header.header
     }
 
     pub(crate) fn name(&self) -> &[u8] {
-        let len = (self.0.header.name_len & !DATA_NULL_BIT) as usize;
+        let len = (self.meta().name_len & !DATA_NULL_BIT) as usize;
         &self.0.slice[..len]
     }
 
     /// The data, `None` when the node holds null data.
     pub(crate) fn data(&self) -> Option<&[u8]> {
-        if self.0.header.name_len & DATA_NULL_BIT != 0 {
+        let name_len = self.meta().name_len;
+        if name_len & DATA_NULL_BIT != 0 {
             return None;
         }
-        let len = self.0.header.name_len as usize;
+        let len = name_len as usize;
         Some(&self.0.slice[len..])
     }
 
@@ -123,12 +126,12 @@ impl Node {
 
     /// The fixed part, for writing; copies the node first if a clone still shares it.
     pub(crate) fn meta_mut(&mut self) -> &mut Meta {
-        if !self.0.is_unique() {
+        if !thin::is_unique(&self.0) {
             let copy = Node::assemble(self.meta().clone(), self.name(), self.data());
             *self = copy;
         }
-        match ThinArc::get_mut(&mut self.0) {
-            Some(inner) => &mut inner.header,
+        match thin::get_mut(&mut self.0) {
+            Some(inner) => inner.header_mut(),
             None => unreachable!("a node is unique right after it is copied"),
         }
     }

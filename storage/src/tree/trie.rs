@@ -2,15 +2,20 @@
 //! (children of a znode, sessions, ephemeral owners, container and TTL sets).
 //!
 //! Cloning is O(1) (one reference count); a write copies only the branches on the path to the
-//! changed leaf that are still shared with a clone (`Arc::make_mut`), so a published tree costs
-//! its writer in proportion to what changes afterwards. Branches store only the occupied slots
-//! (bitmap + exact-size vector), which keeps large, sparse levels small.
+//! changed leaf that are still shared with a clone, so a published tree costs its writer in
+//! proportion to what changes afterwards. A branch is one allocation holding a bitmap of the
+//! occupied slots and exactly those slots, which keeps sparse levels small and costs one cache
+//! miss per level.
 //!
 //! Hashing is SipHash with fixed keys: deterministic (every server lays out the same trie) and
-//! costly to flood with colliding names. Full 64-bit collisions end in a collision bucket.
+//! costly to flood with colliding names. Full 64-bit collisions end in a bucket.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use triomphe::ThinArc;
+
+use super::thin;
 
 /// Bits of the hash consumed per level.
 const LEVEL_BITS: u32 = 5;
@@ -32,38 +37,35 @@ pub(crate) fn hash_key<K: ?Sized + Hash>(key: &K) -> u64 {
     hasher.finish()
 }
 
-pub(crate) struct Trie<L> {
-    root: Option<Arc<Branch<L>>>,
-    len: u32,
-}
-
-struct Branch<L> {
+#[derive(Clone, Copy, Default)]
+struct Header {
     /// Bit i set: slot for hash chunk i is present, at index popcount(bitmap below i).
     bitmap: u32,
-    slots: Vec<Slot<L>>,
+    /// Leaves in this branch and below.
+    leaves: u32,
+}
+
+/// A branch: header and occupied slots in one allocation.
+type Branch<L> = ThinArc<Header, Slot<L>>;
+
+pub(crate) struct Trie<L> {
+    root: Option<Branch<L>>,
 }
 
 enum Slot<L> {
     Leaf(L),
-    Branch(Arc<Branch<L>>),
+    Branch(Branch<L>),
     /// Leaves whose 64-bit hashes are all equal (only at `DEPTH_MAX`).
     Bucket(Arc<Vec<L>>),
+    /// What is left in a branch whose slots were moved out just before it is dropped (moving
+    /// spares touching every child's reference count); never visible to readers.
+    Moved,
 }
 
 impl<L> Clone for Trie<L> {
     fn clone(&self) -> Self {
         Trie {
             root: self.root.clone(),
-            len: self.len,
-        }
-    }
-}
-
-impl<L: Clone> Clone for Branch<L> {
-    fn clone(&self) -> Self {
-        Branch {
-            bitmap: self.bitmap,
-            slots: self.slots.clone(),
         }
     }
 }
@@ -74,13 +76,14 @@ impl<L: Clone> Clone for Slot<L> {
             Slot::Leaf(leaf) => Slot::Leaf(leaf.clone()),
             Slot::Branch(branch) => Slot::Branch(branch.clone()),
             Slot::Bucket(bucket) => Slot::Bucket(bucket.clone()),
+            Slot::Moved => Slot::Moved,
         }
     }
 }
 
 impl<L> Default for Trie<L> {
     fn default() -> Self {
-        Trie { root: None, len: 0 }
+        Trie { root: None }
     }
 }
 
@@ -88,59 +91,113 @@ fn chunk(hash: u64, depth: u32) -> u32 {
     ((hash >> (depth * LEVEL_BITS)) & LEVEL_MASK) as u32
 }
 
-impl<L> Branch<L> {
-    /// The slot index for `chunk`, if present.
-    fn position(&self, chunk: u32) -> Result<usize, usize> {
-        let bit = 1u32 << chunk;
-        let index = (self.bitmap & (bit - 1)).count_ones() as usize;
-        if self.bitmap & bit == 0 {
-            Err(index)
-        } else {
-            Ok(index)
-        }
+/// The slot index for `chunk`: `Ok` if present, `Err` with the insertion index if not.
+fn position(bitmap: u32, chunk: u32) -> Result<usize, usize> {
+    let bit = 1u32 << chunk;
+    let index = (bitmap & (bit - 1)).count_ones() as usize;
+    if bitmap & bit == 0 {
+        Err(index)
+    } else {
+        Ok(index)
     }
+}
+
+fn header<L>(branch: &Branch<L>) -> Header {
+    branch.header.header
+}
+
+fn new_branch<L>(header: Header, slots: Vec<Slot<L>>) -> Branch<L> {
+    ThinArc::from_header_and_iter(header, slots.into_iter())
+}
+
+/// The branch for writing, copied first if a clone shares it.
+fn unshare<L: Clone>(
+    branch: &mut Branch<L>,
+) -> &mut triomphe::HeaderSliceWithLengthProtected<Header, Slot<L>> {
+    if !thin::is_unique(branch) {
+        *branch = ThinArc::from_header_and_iter(header(branch), branch.slice.iter().cloned());
+    }
+    match thin::get_mut(branch) {
+        Some(inner) => inner,
+        None => unreachable!("a branch is unique right after it is copied"),
+    }
+}
+
+/// The slots of `branch`, moved out if no clone shares it (the branch is replaced next).
+fn take_slots<L: Clone>(branch: &mut Branch<L>) -> Vec<Slot<L>> {
+    match thin::get_mut(branch) {
+        Some(inner) => inner
+            .slice_mut()
+            .iter_mut()
+            .map(|slot| std::mem::replace(slot, Slot::Moved))
+            .collect(),
+        None => branch.slice.to_vec(),
+    }
+}
+
+/// Replaces `branch` by a copy with `slot` added at `index` for `chunk` (branches are
+/// exact-size, so a new slot means a new allocation).
+fn add_slot<L: Clone>(branch: &mut Branch<L>, index: usize, chunk: u32, slot: Slot<L>) {
+    let old = header(branch);
+    let mut slots = take_slots(branch);
+    slots.insert(index, slot);
+    let header = Header {
+        bitmap: old.bitmap | 1 << chunk,
+        leaves: old.leaves + 1,
+    };
+    *branch = new_branch(header, slots);
+}
+
+/// Replaces `branch` by a copy without the slot at `index` for `chunk`; returns that slot.
+fn remove_slot<L: Clone>(branch: &mut Branch<L>, index: usize, chunk: u32) -> Slot<L> {
+    let old = header(branch);
+    let mut slots = take_slots(branch);
+    let removed = slots.remove(index);
+    let header = Header {
+        bitmap: old.bitmap & !(1 << chunk),
+        leaves: old.leaves - 1,
+    };
+    *branch = new_branch(header, slots);
+    removed
 }
 
 impl<L: Leaf> Trie<L> {
     pub(crate) fn len(&self) -> usize {
-        self.len as usize
+        self.root
+            .as_ref()
+            .map_or(0, |root| header(root).leaves as usize)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.root.is_none()
     }
 
     pub(crate) fn get(&self, key: &L::Key) -> Option<&L> {
         let hash = hash_key(key);
-        let mut branch = self.root.as_deref()?;
+        let mut branch = self.root.as_ref()?;
         let mut depth = 0;
         loop {
-            let index = branch.position(chunk(hash, depth)).ok()?;
-            match &branch.slots[index] {
+            let index = position(header(branch).bitmap, chunk(hash, depth)).ok()?;
+            match &branch.slice[index] {
                 Slot::Leaf(leaf) => return (leaf.key() == key).then_some(leaf),
                 Slot::Branch(next) => branch = next,
                 Slot::Bucket(bucket) => return bucket.iter().find(|leaf| leaf.key() == key),
+                Slot::Moved => return None,
             }
             depth += 1;
         }
     }
 
-    pub(crate) fn contains(&self, key: &L::Key) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// A mutable reference to the leaf under `key`, unsharing the branches on its path.
+    /// A mutable reference to the leaf under `key`, unsharing the branches on its path (also
+    /// when the key is absent: the contents stay the same either way).
     pub(crate) fn get_mut(&mut self, key: &L::Key) -> Option<&mut L> {
-        if !self.contains(key) {
-            return None;
-        }
         let hash = hash_key(key);
         let mut branch = self.root.as_mut()?;
         let mut depth = 0;
         loop {
-            let inner = Arc::make_mut(branch);
-            let index = inner.position(chunk(hash, depth)).ok()?;
-            match &mut inner.slots[index] {
+            let inner = unshare(branch);
+            let index = position(inner.header().bitmap, chunk(hash, depth)).ok()?;
+            match &mut inner.slice_mut()[index] {
                 Slot::Leaf(leaf) => return (leaf.key() == key).then_some(leaf),
                 Slot::Branch(next) => branch = next,
                 Slot::Bucket(bucket) => {
@@ -148,6 +205,7 @@ impl<L: Leaf> Trie<L> {
                         .iter_mut()
                         .find(|leaf| leaf.key() == key)
                 }
+                Slot::Moved => return None,
             }
             depth += 1;
         }
@@ -155,35 +213,39 @@ impl<L: Leaf> Trie<L> {
 
     /// Inserts `leaf`, returning the leaf it replaced (same key), if any.
     pub(crate) fn insert(&mut self, leaf: L) -> Option<L> {
+        // With `replace`, `put` never hands the leaf back.
+        self.put(leaf, true).unwrap_or_default()
+    }
+
+    /// Inserts `leaf` unless its key is present, in which case `leaf` comes back unused.
+    pub(crate) fn insert_new(&mut self, leaf: L) -> Result<(), L> {
+        self.put(leaf, false).map(|_| ())
+    }
+
+    fn put(&mut self, leaf: L, replace: bool) -> Result<Option<L>, L> {
         let hash = hash_key(leaf.key());
-        let root = self.root.get_or_insert_with(|| {
-            Arc::new(Branch {
-                bitmap: 0,
-                slots: Vec::new(),
-            })
-        });
-        let replaced = insert_in(Arc::make_mut(root), leaf, hash, 0);
-        if replaced.is_none() {
-            self.len += 1;
+        match &mut self.root {
+            None => {
+                let header = Header {
+                    bitmap: 1 << chunk(hash, 0),
+                    leaves: 1,
+                };
+                self.root = Some(new_branch(header, vec![Slot::Leaf(leaf)]));
+                Ok(None)
+            }
+            Some(root) => put_in(root, leaf, hash, 0, replace),
         }
-        replaced
     }
 
     /// Removes and returns the leaf under `key`.
     pub(crate) fn remove(&mut self, key: &L::Key) -> Option<L> {
-        if !self.contains(key) {
-            return None;
-        }
         let hash = hash_key(key);
         let root = self.root.as_mut()?;
-        let removed = remove_in(Arc::make_mut(root), key, hash, 0);
-        if removed.is_some() {
-            self.len -= 1;
-            if self.len == 0 {
-                self.root = None;
-            }
+        let removed = remove_in(root, key, hash, 0)?;
+        if header(root).leaves == 0 {
+            self.root = None;
         }
-        removed
+        Some(removed)
     }
 
     /// Calls `visit` on every leaf, in trie order (stable for a given set of keys).
@@ -202,45 +264,66 @@ impl<L: Leaf> Trie<L> {
 }
 
 fn for_each_in<L>(branch: &Branch<L>, visit: &mut impl FnMut(&L)) {
-    for slot in &branch.slots {
+    for slot in &branch.slice {
         match slot {
             Slot::Leaf(leaf) => visit(leaf),
             Slot::Branch(next) => for_each_in(next, visit),
             Slot::Bucket(bucket) => bucket.iter().for_each(&mut *visit),
+            Slot::Moved => {}
         }
     }
 }
 
-fn insert_in<L: Leaf>(branch: &mut Branch<L>, leaf: L, hash: u64, depth: u32) -> Option<L> {
+/// Puts `leaf` below `branch`: `Ok(None)` when added, `Ok(Some(old))` when it replaced a leaf
+/// (only with `replace`), `Err(leaf)` when the key was present and `replace` is false.
+fn put_in<L: Leaf>(
+    branch: &mut Branch<L>,
+    leaf: L,
+    hash: u64,
+    depth: u32,
+    replace: bool,
+) -> Result<Option<L>, L> {
     let chunk = chunk(hash, depth);
-    let index = match branch.position(chunk) {
+    let index = match position(header(branch).bitmap, chunk) {
         Err(index) => {
-            branch.bitmap |= 1 << chunk;
-            branch.slots.insert(index, Slot::Leaf(leaf));
-            return None;
+            add_slot(branch, index, chunk, Slot::Leaf(leaf));
+            return Ok(None);
         }
         Ok(index) => index,
     };
-    match &mut branch.slots[index] {
-        Slot::Branch(next) => insert_in(Arc::make_mut(next), leaf, hash, depth + 1),
+    let inner = unshare(branch);
+    let outcome = match &mut inner.slice_mut()[index] {
+        Slot::Branch(next) => put_in(next, leaf, hash, depth + 1, replace),
         Slot::Bucket(bucket) => {
-            let bucket = Arc::make_mut(bucket);
-            match bucket.iter_mut().find(|old| old.key() == leaf.key()) {
-                Some(old) => Some(std::mem::replace(old, leaf)),
+            let found = bucket.iter().position(|old| old.key() == leaf.key());
+            match found {
+                Some(_) if !replace => Err(leaf),
+                Some(at) => Ok(Some(std::mem::replace(
+                    &mut Arc::make_mut(bucket)[at],
+                    leaf,
+                ))),
                 None => {
-                    bucket.push(leaf);
-                    None
+                    Arc::make_mut(bucket).push(leaf);
+                    Ok(None)
                 }
             }
         }
-        Slot::Leaf(old) if old.key() == leaf.key() => Some(std::mem::replace(old, leaf)),
+        Slot::Moved => Err(leaf),
+        Slot::Leaf(old) if old.key() == leaf.key() => match replace {
+            true => Ok(Some(std::mem::replace(old, leaf))),
+            false => Err(leaf),
+        },
         Slot::Leaf(old) => {
-            let old_hash = hash_key(old.key());
             let old = old.clone();
-            branch.slots[index] = split(old, old_hash, leaf, hash, depth + 1);
-            None
+            let old_hash = hash_key(old.key());
+            inner.slice_mut()[index] = split(old, old_hash, leaf, hash, depth + 1);
+            Ok(None)
         }
+    };
+    if let Ok(None) = outcome {
+        inner.header_mut().leaves += 1;
     }
+    outcome
 }
 
 /// A slot holding two leaves with different keys whose hashes agree up to `depth`.
@@ -262,38 +345,42 @@ fn split<L: Leaf>(a: L, a_hash: u64, b: L, b_hash: u64, depth: u32) -> Slot<L> {
             vec![Slot::Leaf(b), Slot::Leaf(a)],
         )
     };
-    Slot::Branch(Arc::new(Branch { bitmap, slots }))
+    Slot::Branch(new_branch(Header { bitmap, leaves: 2 }, slots))
 }
 
 fn remove_in<L: Leaf>(branch: &mut Branch<L>, key: &L::Key, hash: u64, depth: u32) -> Option<L> {
     let chunk = chunk(hash, depth);
-    let index = branch.position(chunk).ok()?;
-    let removed = match &mut branch.slots[index] {
-        Slot::Leaf(leaf) if leaf.key() == key => {
-            branch.bitmap &= !(1 << chunk);
-            return match branch.slots.remove(index) {
-                Slot::Leaf(leaf) => Some(leaf),
-                _ => None,
-            };
+    let index = position(header(branch).bitmap, chunk).ok()?;
+    if let Slot::Leaf(leaf) = &branch.slice[index] {
+        if leaf.key() != key {
+            return None;
         }
-        Slot::Leaf(_) => return None,
-        Slot::Branch(next) => remove_in(Arc::make_mut(next), key, hash, depth + 1)?,
-        Slot::Bucket(bucket) => {
-            let bucket = Arc::make_mut(bucket);
-            let at = bucket.iter().position(|leaf| leaf.key() == key)?;
-            bucket.swap_remove(at)
-        }
-    };
-    // Keep the trie canonical: a branch or bucket left with one leaf becomes that leaf.
-    if let Some(single) = single_leaf(&branch.slots[index]) {
-        branch.slots[index] = Slot::Leaf(single);
+        return match remove_slot(branch, index, chunk) {
+            Slot::Leaf(leaf) => Some(leaf),
+            _ => None,
+        };
     }
+    let inner = unshare(branch);
+    let slot = &mut inner.slice_mut()[index];
+    let removed = match slot {
+        Slot::Leaf(_) | Slot::Moved => None,
+        Slot::Branch(next) => remove_in(next, key, hash, depth + 1),
+        Slot::Bucket(bucket) => {
+            let at = bucket.iter().position(|leaf| leaf.key() == key)?;
+            Some(Arc::make_mut(bucket).swap_remove(at))
+        }
+    }?;
+    // Keep the trie canonical: a branch or bucket left with one leaf becomes that leaf.
+    if let Some(single) = single_leaf(slot) {
+        *slot = Slot::Leaf(single);
+    }
+    inner.header_mut().leaves -= 1;
     Some(removed)
 }
 
 fn single_leaf<L: Clone>(slot: &Slot<L>) -> Option<L> {
     match slot {
-        Slot::Branch(branch) if branch.slots.len() == 1 => match &branch.slots[0] {
+        Slot::Branch(branch) if branch.slice.len() == 1 => match &branch.slice[0] {
             Slot::Leaf(leaf) => Some(leaf.clone()),
             _ => None,
         },
@@ -324,6 +411,10 @@ mod tests {
         }
         assert_eq!(trie.len(), 5000);
         assert_eq!(trie.insert(Entry(7, 2)), Some(Entry(7, 1)));
+        assert_eq!(trie.insert_new(Entry(7, 3)), Err(Entry(7, 3)));
+        assert_eq!(trie.insert_new(Entry(9000, 3)), Ok(()));
+        assert_eq!(trie.remove(&9000), Some(Entry(9000, 3)));
+        assert_eq!(trie.remove(&9000), None);
         assert_eq!(trie.get(&7), Some(&Entry(7, 2)));
         let snapshot = trie.clone();
         for key in (0..5000u64).step_by(2) {
@@ -364,21 +455,20 @@ mod tests {
         // Leaves with one hash: exercise the bucket through `split` at the deepest level.
         let a = Entry(1, 1);
         let b = Entry(2, 2);
-        let Slot::Branch(root) = split(a.clone(), 0, b.clone(), 0, 0) else {
+        let Slot::Branch(mut branch) = split(a.clone(), 0, b.clone(), 0, 0) else {
             panic!("two leaves make a branch");
         };
-        let mut branch = (*root).clone();
         let mut depth_seen = 0;
         let mut cursor = &branch;
-        while let Slot::Branch(next) = &cursor.slots[0] {
+        while let Slot::Branch(next) = &cursor.slice[0] {
             cursor = next;
             depth_seen += 1;
         }
         assert_eq!(depth_seen, DEPTH_MAX - 1);
-        assert!(matches!(&cursor.slots[0], Slot::Bucket(bucket) if bucket.len() == 2));
+        assert!(matches!(&cursor.slice[0], Slot::Bucket(bucket) if bucket.len() == 2));
         let removed = remove_in(&mut branch, &1, 0, 0);
         assert_eq!(removed, Some(a));
         // The deepest bucket collapsed to a leaf, then each one-leaf branch above it too.
-        assert!(matches!(&branch.slots[0], Slot::Leaf(leaf) if *leaf == b));
+        assert!(matches!(&branch.slice[0], Slot::Leaf(leaf) if *leaf == b));
     }
 }

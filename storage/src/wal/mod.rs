@@ -2,7 +2,8 @@
 //!
 //! Layout: segment files `<first zxid as 16 hex digits>.log` in one directory, each
 //! pre-allocated to `segment_bytes` and zero-filled when created (a pre-zeroed file syncs about
-//! twice as fast as a growing one), records packed back to back ([`record`]), written with
+//! twice as fast as a growing one; [`Wal::run`] keeps one zero-filled spare, `next.spare`, ready
+//! in the background so a roll is a rename), records packed back to back ([`record`]), written with
 //! O_DIRECT in block-aligned writes. One write plus one fdatasync per group commit
 //! ([`batcher`], pure); the batch closes when the previous sync returns or at
 //! `batch_bytes_max`/`batch_records_max`. [`Wal`] is the async driver over a [`Device`]:

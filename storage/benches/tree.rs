@@ -1,0 +1,257 @@
+//! Benchmark of `storage::tree` (a plain binary, not a timed test):
+//!
+//!   cargo bench -p zinc-storage --bench tree -- [znodes] [data_bytes]
+//!
+//! On one thread: apply throughput for create, setData and delete (txns built before the
+//! clock starts, in chunks, so their memory does not count); the same setData load while a
+//! root is published (cloned, the previous one dropped) every batch, to show what
+//! copy-on-write costs per batch; read throughput; and resident memory per znode for the
+//! loaded tree. Znodes are laid out as scripts/bench/zk_tree_memory.py loads them into Apache
+//! ZooKeeper: /bench/dNNNN/nNNNNNN, 1000 per directory.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use zinc_protocol::txn::{CreateTxn, DeleteTxn, SetDataTxn, Txn, TxnHeader};
+use zinc_protocol::Acl;
+use zinc_storage::tree::Tree;
+
+const PER_DIRECTORY: usize = 1000;
+const CHUNK: usize = 50_000;
+const READS: usize = 2_000_000;
+const BATCHES_PUBLISHED: [usize; 3] = [100, 1000, 10_000];
+
+fn node_path(i: usize) -> String {
+    format!("/bench/d{:04}/n{i:06}", i / PER_DIRECTORY)
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// CPU time this thread has run, from /proc/thread-self/schedstat (nanoseconds), so results
+/// do not depend on how busy the other cores' tenants keep this machine.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+/// Wall and CPU time of a measured section.
+#[derive(Clone, Copy, Default)]
+struct Took {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Took {
+    fn start() -> (Instant, Duration) {
+        (Instant::now(), thread_cpu())
+    }
+
+    fn since((wall, cpu): (Instant, Duration)) -> Took {
+        Took {
+            wall: wall.elapsed(),
+            cpu: thread_cpu().saturating_sub(cpu),
+        }
+    }
+
+    fn add(self, other: Took) -> Took {
+        Took {
+            wall: self.wall + other.wall,
+            cpu: self.cpu + other.cpu,
+        }
+    }
+}
+
+/// A simple seeded PRNG for the read mix (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound as u64) as usize
+    }
+}
+
+struct Load {
+    tree: Tree,
+    zxid: i64,
+}
+
+impl Load {
+    fn header(&mut self, txn: &Txn) -> TxnHeader {
+        self.zxid += 1;
+        TxnHeader {
+            client_id: 1,
+            cxid: 0,
+            zxid: self.zxid,
+            time: 1_700_000_000_000 + self.zxid,
+            op_type: txn.op().as_i32(),
+        }
+    }
+
+    /// Applies `count` txns made by `make`, timing only `apply`; publishes a root (clones the
+    /// tree and drops the previous clone) every `publish_every` txns when given.
+    fn run(
+        &mut self,
+        count: usize,
+        publish_every: Option<usize>,
+        make: impl Fn(usize) -> Txn,
+    ) -> Took {
+        let mut elapsed = Took::default();
+        let mut published = self.tree.clone();
+        for start in (0..count).step_by(CHUNK) {
+            let chunk: Vec<(TxnHeader, Txn)> = (start..count.min(start + CHUNK))
+                .map(|i| {
+                    let txn = make(i);
+                    (self.header(&txn), txn)
+                })
+                .collect();
+            let began = Took::start();
+            for (at, (header, txn)) in chunk.iter().enumerate() {
+                let outcome = self.tree.apply(header, txn);
+                debug_assert_eq!(outcome.err, zinc_protocol::ErrorCode::Ok);
+                black_box(outcome);
+                if publish_every.is_some_and(|every| (start + at + 1) % every == 0) {
+                    published = self.tree.clone();
+                }
+            }
+            elapsed = elapsed.add(Took::since(began));
+        }
+        drop(published);
+        elapsed
+    }
+}
+
+fn create(path: String, data: &Bytes) -> Txn {
+    Txn::Create(CreateTxn {
+        path,
+        data: Some(data.clone()),
+        acl: Acl::open_unsafe(),
+        ephemeral: false,
+        parent_cversion: -1,
+    })
+}
+
+/// One result line: throughput and time per op by CPU time (the figure to quote), then wall.
+fn report(what: &str, count: usize, took: Took) {
+    let cpu_ns = took.cpu.as_nanos() as f64 / count as f64;
+    let wall_ns = took.wall.as_nanos() as f64 / count as f64;
+    println!(
+        "{what:<42} {count:>8} ops {:>11.0} ops/s(cpu) {cpu_ns:>8.0} ns/op(cpu) {wall_ns:>8.0} ns/op(wall)",
+        count as f64 / took.cpu.as_secs_f64().max(1e-9),
+    );
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|arg| arg.parse().ok())
+        .collect();
+    let znodes = args.first().copied().unwrap_or(1_000_000);
+    let data_bytes = args.get(1).copied().unwrap_or(100);
+    let data = Bytes::from(vec![b'x'; data_bytes]);
+    let directories = znodes.div_ceil(PER_DIRECTORY);
+    println!("zinc tree benchmark: {znodes} znodes, {data_bytes}-byte data, one thread");
+
+    let rss_empty = rss_bytes();
+    let mut load = Load {
+        tree: Tree::new(),
+        zxid: 0,
+    };
+    load.run(1, None, |_| create("/bench".into(), &Bytes::new()));
+    load.run(directories, None, |d| {
+        create(format!("/bench/d{d:04}"), &Bytes::new())
+    });
+    let took = load.run(znodes, None, |i| create(node_path(i), &data));
+    report("create", znodes, took);
+    let rss_loaded = rss_bytes();
+    let per_znode = (rss_loaded - rss_empty) as f64 / znodes as f64;
+    println!(
+        "resident memory: {:.1} MiB for {znodes} znodes = {per_znode:.0} bytes/znode (RSS delta)",
+        (rss_loaded - rss_empty) as f64 / (1 << 20) as f64
+    );
+
+    let set = |i: usize| {
+        Txn::SetData(SetDataTxn {
+            path: node_path(i),
+            data: Some(data.clone()),
+            version: 1,
+        })
+    };
+    let took = load.run(znodes, None, set);
+    report("setData", znodes, took);
+    for every in BATCHES_PUBLISHED {
+        let took = load.run(znodes, Some(every), set);
+        report(
+            &format!("setData, root published every {every} txns"),
+            znodes,
+            took,
+        );
+    }
+    let began = Took::start();
+    let clones = 1_000_000;
+    for _ in 0..clones {
+        black_box(load.tree.clone());
+    }
+    report("publish: Tree::clone", clones, Took::since(began));
+
+    reads(&load.tree, znodes, directories);
+
+    let took = load.run(znodes, None, |i| {
+        Txn::Delete(DeleteTxn { path: node_path(i) })
+    });
+    report("delete", znodes, took);
+    println!("nodes left: {}", load.tree.node_count());
+}
+
+fn reads(tree: &Tree, znodes: usize, directories: usize) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let paths: Vec<String> = (0..READS).map(|_| node_path(rng.below(znodes))).collect();
+    let began = Took::start();
+    for path in &paths {
+        black_box(tree.get_data(path));
+    }
+    report("getData (random node)", READS, Took::since(began));
+    let began = Took::start();
+    for path in &paths {
+        black_box(tree.stat(path));
+    }
+    report("exists (random node)", READS, Took::since(began));
+    let dirs: Vec<String> = (0..READS / 100)
+        .map(|_| format!("/bench/d{:04}", rng.below(directories)))
+        .collect();
+    let began = Took::start();
+    for dir in &dirs {
+        black_box(tree.children(dir));
+    }
+    report(
+        "getChildren (1000 children)",
+        dirs.len(),
+        Took::since(began),
+    );
+    let began = Took::start();
+    for dir in dirs.iter().take(1000) {
+        black_box(tree.all_children_number(dir));
+    }
+    report(
+        "getAllChildrenNumber (1000 below)",
+        1000,
+        Took::since(began),
+    );
+}
