@@ -145,8 +145,8 @@ impl ZooKeeper {
         ZooKeeper::start_with_whitelist("*")
     }
 
-    /// Starts with `4lw.commands.whitelist` set to `words` (`ruok` must be among them: readiness
-    /// is checked with it).
+    /// Starts with `4lw.commands.whitelist` set to `words` (`ruok` and `srvr` must be among
+    /// them: readiness is checked with them).
     pub fn start_with_whitelist(words: &str) -> ZooKeeper {
         assert!(
             Path::new(ZOOKEEPER_JAR).exists(),
@@ -178,6 +178,13 @@ impl ZooKeeper {
             .spawn()
             .expect("start java");
         wait_ready(address, &mut child, "zookeeper");
+        // ZooKeeper answers `ruok` before it serves sessions (connections then fail with
+        // "ZooKeeperServer not running"); `srvr` says when it serves.
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !four_letter_word(address, "srvr").contains("Mode: ") {
+            assert!(Instant::now() < deadline, "zookeeper never started serving");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         ZooKeeper {
             child,
             address,

@@ -142,11 +142,22 @@ impl RawClient {
         password: &[u8],
         last_zxid: i64,
     ) -> io::Result<RawClient> {
+        RawClient::open(address, session_id, password, last_zxid, 10_000)
+    }
+
+    /// Connects asking for `timeout_ms` as the session timeout.
+    pub fn open(
+        address: SocketAddr,
+        session_id: i64,
+        password: &[u8],
+        last_zxid: i64,
+        timeout_ms: i32,
+    ) -> io::Result<RawClient> {
         let mut stream = TcpStream::connect_timeout(&address, ANSWER_TIMEOUT)?;
         stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
         stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
         stream.write_all(&frame(&connect_body(
-            session_id, password, 10_000, last_zxid,
+            session_id, password, timeout_ms, last_zxid,
         )))?;
         let session = ConnectReply::parse(&read_frame(&mut stream)?);
         Ok(RawClient {
