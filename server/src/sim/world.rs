@@ -540,8 +540,30 @@ impl World {
         }
     }
 
+    fn trace_command(&self, index: usize, command: &Command) {
+        let text = match command {
+            Command::Send { to, message } => format!("send to {}: {message:?}", to.0),
+            Command::Commit { entries } => format!(
+                "commit {} .. {} ({} entries)",
+                entries.first().map_or(Zxid::ZERO, |entry| entry.zxid),
+                entries.last().map_or(Zxid::ZERO, |entry| entry.zxid),
+                entries.len()
+            ),
+            Command::Append { entry } => format!("append {}", entry.zxid),
+            other => format!("{other:?}"),
+        };
+        println!(
+            "        server {}: {}",
+            index + 1,
+            text.chars().take(160).collect::<String>()
+        );
+    }
+
     fn execute(&mut self, index: usize, command: Command) -> Check {
         let id = self.id(index);
+        if self.options.trace {
+            self.trace_command(index, &command);
+        }
         match command {
             Command::Send { to, message } => {
                 let to = self.index_of(to)?;

@@ -265,14 +265,13 @@ impl Zab {
         }
         let leader = self.leader();
         leader.stage = LeaderStage::Syncing;
-        let new_epoch = leader.new_epoch;
         let ready: Vec<ServerId> = leader
             .links
             .iter()
             .filter(|(_, link)| matches!(link.stage, LinkStage::AckedEpoch { .. }))
             .map(|(id, _)| *id)
             .collect();
-        self.persist_epochs(new_epoch, new_epoch);
+        self.maybe_persist_current_epoch();
         for id in ready {
             self.sync_learner(id);
         }
@@ -380,7 +379,19 @@ impl Zab {
         self.log.persisted
     }
 
+    /// The leader takes the new epoch as current only once its own history is durable, for the
+    /// same reason a learner waits (see `learner_persisted`).
+    fn maybe_persist_current_epoch(&mut self) {
+        let durable = self.own_ack() >= self.leader().summary.1;
+        let leader = self.leader();
+        let new_epoch = leader.new_epoch;
+        if leader.stage >= LeaderStage::Syncing && durable && self.current_epoch < new_epoch {
+            self.persist_epochs(new_epoch, new_epoch);
+        }
+    }
+
     fn maybe_establish(&mut self) {
+        self.maybe_persist_current_epoch();
         let own_durable = self.own_ack() >= self.leader().summary.1;
         let leader = self.leader();
         if leader.stage != LeaderStage::Syncing {

@@ -198,7 +198,9 @@ impl Zab {
                 if zxid != Zxid::new(new_epoch, 0) {
                     return Next::Abandon;
                 }
-                self.persist_epochs(self.accepted_epoch, new_epoch);
+                // The current epoch is persisted with the NEWLEADER ACK, once the history it
+                // vouches for is durable: a crash in between must not leave a server with the
+                // new epoch (a winning vote) and a log missing part of the leader's history.
                 let last = self.log.last_zxid();
                 let learner = self.learner();
                 learner.stage = LearnerStage::AwaitUpToDate;
@@ -283,7 +285,9 @@ impl Zab {
             learner.newleader_ack_after = None;
             learner.newleader_acked = true;
             acks.push(Zxid::new(new_epoch, 0));
+            self.persist_epochs(self.accepted_epoch, new_epoch);
         }
+        let learner = self.learner();
         if learner.newleader_acked
             && !learner.observer
             && persisted > learner.acked

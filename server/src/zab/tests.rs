@@ -494,18 +494,19 @@ fn serving_follower() -> Zab {
     // NEWLEADER is ACKed only once the diff is durable.
     assert_eq!(
         commands(&mut zab),
+        vec![Command::Append { entry: entry(1, 2) },]
+    );
+    // The new epoch becomes current only with the durable diff, right before the ACK.
+    zab.on_persisted(zxid(1, 2));
+    assert_eq!(
+        commands(&mut zab),
         vec![
-            Command::Append { entry: entry(1, 2) },
             Command::PersistEpochs {
                 accepted: Epoch(2),
                 current: Epoch(2)
             },
+            packet(S1, PeerPacket::Ack { zxid: zxid(2, 0) }),
         ]
-    );
-    zab.on_persisted(zxid(1, 2));
-    assert_eq!(
-        commands(&mut zab),
-        vec![packet(S1, PeerPacket::Ack { zxid: zxid(2, 0) })]
     );
     from_leader(&mut zab, PeerPacket::UpToDate { zxid: zxid(1, 2) });
     assert_eq!(

@@ -56,7 +56,9 @@ pub struct Batch {
 pub struct Batcher {
     config: WalConfig,
     position: Option<Position>,
+    /// Encoded records; those before `pending_start` are durable and wait to be compacted.
     pending: Vec<u8>,
+    pending_start: usize,
     pending_records: VecDeque<(Zxid, usize)>,
     in_flight: bool,
     last_appended: Option<Zxid>,
@@ -79,6 +81,7 @@ impl Batcher {
             config,
             position,
             pending: Vec::new(),
+            pending_start: 0,
             pending_records: VecDeque::new(),
             in_flight: false,
             last_appended,
@@ -98,11 +101,11 @@ impl Batcher {
                 limit_bytes: self.config.record_bytes_max,
             });
         }
-        if self.pending.len() + record::encoded_len_bytes(payload.len())
+        if self.pending_bytes() + record::encoded_len_bytes(payload.len())
             > self.config.pending_bytes_max
         {
             return Err(WalError::Backpressure {
-                pending_bytes: self.pending.len(),
+                pending_bytes: self.pending_bytes(),
             });
         }
         let start = self.pending.len();
@@ -131,7 +134,8 @@ impl Batcher {
         let body = tail.len() + pending_bytes;
         let mut bytes = Vec::with_capacity(body.next_multiple_of(block));
         bytes.extend_from_slice(tail);
-        bytes.extend_from_slice(&self.pending[..pending_bytes]);
+        let start = self.pending_start;
+        bytes.extend_from_slice(&self.pending[start..start + pending_bytes]);
         bytes.resize(body.next_multiple_of(block), 0);
         self.in_flight = true;
         Some(Batch {
@@ -175,7 +179,16 @@ impl Batcher {
             tail: batch.bytes[tail_start..end_in_buf].to_vec(),
             last_zxid: batch.last_zxid,
         });
-        self.pending.drain(..batch.pending_bytes);
+        self.pending_start += batch.pending_bytes;
+        // Compact only once the durable prefix is at least half the buffer, so each byte is
+        // moved at most once on average however long the queue is.
+        if self.pending_start == self.pending.len() {
+            self.pending.clear();
+            self.pending_start = 0;
+        } else if self.pending_start >= self.pending.len() / 2 {
+            self.pending.drain(..self.pending_start);
+            self.pending_start = 0;
+        }
         self.pending_records.drain(..batch.records);
         self.in_flight = false;
     }
@@ -204,7 +217,7 @@ impl Batcher {
 
     /// Encoded bytes queued and not yet durable.
     pub fn pending_bytes(&self) -> usize {
-        self.pending.len()
+        self.pending.len() - self.pending_start
     }
 
     /// True if records wait to be written (whether or not a batch is in flight).
