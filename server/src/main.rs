@@ -77,6 +77,13 @@ fn load(args: &Args) -> Result<Config, ConfigError> {
     }
     config.pin_cores |= args.pin;
     if let Some(tick) = args.tick_time {
+        // Session bounds derived from the tick (not set on their own) follow the new tick.
+        if config.session_timeout_ms_min == 2 * config.tick_time_ms {
+            config.session_timeout_ms_min = 2 * tick;
+        }
+        if config.session_timeout_ms_max == 20 * config.tick_time_ms {
+            config.session_timeout_ms_max = 20 * tick;
+        }
         config.tick_time_ms = tick;
     }
     if let Some(words) = &args.four_letter_words {

@@ -213,26 +213,34 @@ impl WatchManager {
         self.recursive_count -= recursive_removed;
     }
 
-    /// Number of (path, session) registrations over both tables.
+    /// Number of (path, session) registrations over both tables, counted as ZooKeeper counts
+    /// them for `zk_watch_count`: it files a persistent-recursive watch in both tables (and
+    /// filters child events at delivery), so each one counts twice.
     pub fn watch_count(&self) -> usize {
-        self.data
+        let registered: usize = self
+            .data
             .values()
             .chain(self.child.values())
             .map(HashMap::len)
-            .sum()
+            .sum();
+        registered + self.recursive_count
     }
 
-    /// Distinct watched paths over both tables.
-    pub fn path_count(&self) -> usize {
-        let mut paths: HashSet<&str> = self.data.keys().map(String::as_str).collect();
-        paths.extend(self.child.keys().map(String::as_str));
-        paths.len()
+    /// Registrations in the data table (getData, exists, persistent), which is what `wchs`,
+    /// `wchc` and `wchp` report, as ZooKeeper's do; child watches are not listed there.
+    pub fn data_watch_count(&self) -> usize {
+        self.data.values().map(HashMap::len).sum()
     }
 
-    /// Paths each session watches (wchc), sorted.
-    pub fn by_session(&self) -> Vec<(SessionId, Vec<String>)> {
+    /// Distinct paths in the data table (`wchs`).
+    pub fn data_path_count(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Paths each session watches in the data table (`wchc`), sorted.
+    pub fn data_by_session(&self) -> Vec<(SessionId, Vec<String>)> {
         let mut map: HashMap<SessionId, HashSet<&str>> = HashMap::new();
-        for (path, watchers) in self.data.iter().chain(self.child.iter()) {
+        for (path, watchers) in self.data.iter() {
             for session in watchers.keys() {
                 map.entry(*session).or_default().insert(path);
             }
@@ -249,10 +257,10 @@ impl WatchManager {
         out
     }
 
-    /// Sessions watching each path (wchp), sorted.
-    pub fn by_path(&self) -> Vec<(String, Vec<SessionId>)> {
+    /// Sessions watching each path in the data table (`wchp`), sorted.
+    pub fn data_by_path(&self) -> Vec<(String, Vec<SessionId>)> {
         let mut map: HashMap<&str, HashSet<SessionId>> = HashMap::new();
-        for (path, watchers) in self.data.iter().chain(self.child.iter()) {
+        for (path, watchers) in self.data.iter() {
             map.entry(path).or_default().extend(watchers.keys());
         }
         let mut out: Vec<(String, Vec<SessionId>)> = map
@@ -352,8 +360,31 @@ mod tests {
         assert!(watches.remove("/x", A, WatcherType::Children));
         assert!(!watches.contains("/x", A, WatcherType::Children));
         assert!(watches.contains("/x", A, WatcherType::Data));
-        assert_eq!(watches.by_path(), vec![("/x".to_owned(), vec![A])]);
-        assert_eq!(watches.by_session(), vec![(A, vec!["/x".to_owned()])]);
+        assert_eq!(watches.data_by_path(), vec![("/x".to_owned(), vec![A])]);
+        assert_eq!(watches.data_by_session(), vec![(A, vec!["/x".to_owned()])]);
+    }
+
+    #[test]
+    fn listings_show_the_data_table_only() {
+        let mut watches = WatchManager::new();
+        watches.add(WatchTableKind::Child, "/c", A);
+        watches.add(WatchTableKind::Data, "/d", B);
+        watches.add_persistent("/p", A, WatchMode::Persistent);
+        let c = SessionId(3);
+        watches.add_persistent("/r", c, WatchMode::PersistentRecursive);
+        assert_eq!(watches.watch_count(), 6);
+        assert_eq!(watches.data_watch_count(), 3);
+        watches.remove_session(c);
+        assert_eq!(watches.data_watch_count(), 2);
+        assert_eq!(watches.data_path_count(), 2);
+        assert_eq!(
+            watches.data_by_path(),
+            vec![("/d".to_owned(), vec![B]), ("/p".to_owned(), vec![A])]
+        );
+        assert_eq!(
+            watches.data_by_session(),
+            vec![(A, vec!["/p".to_owned()]), (B, vec!["/d".to_owned()])]
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! keeps working. Connection listings cover the shard that accepted the asking connection.
 
 use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use zinc_protocol::fourlw::FourLetterWord;
+use zinc_protocol::OpCode;
 
-use crate::shell::shard::Shard;
+use crate::shell::shard::{Conn, Shard};
 
 /// The version line monitoring tools parse.
 pub const VERSION: &str = concat!("3.9.0-zinc-", env!("CARGO_PKG_VERSION"), ", built on zinc");
@@ -23,13 +25,15 @@ pub(crate) fn four_letter_word(shard: &Shard, word: FourLetterWord) -> String {
         "stat" => server_summary(shard, &mut out, true),
         "conf" => configuration(shard, &mut out),
         "cons" => connections(shard, &mut out),
-        "crst" | "srst" => {
+        "crst" => {
+            for conn in shard.connections.borrow().values() {
+                reset_connection(conn);
+            }
+            out.push_str("Connection stats reset.\n");
+        }
+        "srst" => {
             shard.stats.reset();
-            out.push_str(if name == "crst" {
-                "Connection stats reset.\n"
-            } else {
-                "Server stats reset.\n"
-            });
+            out.push_str("Server stats reset.\n");
         }
         "envi" => environment(&mut out),
         "mntr" => monitoring(shard, &mut out),
@@ -44,27 +48,84 @@ pub(crate) fn four_letter_word(shard: &Shard, word: FourLetterWord) -> String {
     out
 }
 
+/// Counts taken from the tree root the shard holds, as ZooKeeper counts them.
+struct TreeCounts {
+    /// ZooKeeper's node table holds the root under both "" and "/", so it counts it twice.
+    nodes: u64,
+    ephemerals: usize,
+    sessions: usize,
+    /// Sum of path lengths and data lengths (`zk_approximate_data_size`).
+    data_bytes: u64,
+}
+
+fn tree_counts(shard: &Shard) -> TreeCounts {
+    let root = shard.root.borrow().clone();
+    let sessions = root.sessions();
+    let ephemerals = sessions
+        .iter()
+        .map(|(session, _)| root.ephemerals(*session, "/").len())
+        .sum();
+    let mut data_bytes = 0u64;
+    root.for_each_node(|path, node| {
+        data_bytes += (path.len() + node.data().map_or(0, <[u8]>::len)) as u64;
+    });
+    TreeCounts {
+        nodes: root.node_count() + 1,
+        ephemerals,
+        sessions: sessions.len(),
+        data_bytes,
+    }
+}
+
+/// A double as Java prints one after rounding to 4 decimals (`0.0`, `1.5`, `23.0323`), the way
+/// ZooKeeper prints average latencies.
+fn java_double(value: f64) -> String {
+    let rounded = (value * 10_000.0).round() / 10_000.0;
+    if rounded.fract() == 0.0 {
+        format!("{rounded:.1}")
+    } else {
+        format!("{rounded}")
+    }
+}
+
+/// `[1]` while the connection is read, `[0]` once it is not (a four-letter-word connection).
+fn interest(conn: &Conn) -> &'static str {
+    if conn.closing.get() {
+        "0"
+    } else {
+        "1"
+    }
+}
+
+fn brief_connection(out: &mut String, conn: &Conn) {
+    let _ = write!(
+        out,
+        " /{}[{}](queued={},recved={},sent={}",
+        conn.peer,
+        interest(conn),
+        conn.queued(),
+        conn.packets_received.get(),
+        conn.packets_sent.get()
+    );
+}
+
 fn server_summary(shard: &Shard, out: &mut String, with_clients: bool) {
     let view = shard.stats.view();
     let _ = writeln!(out, "Zookeeper version: {VERSION}");
     if with_clients {
         out.push_str("Clients:\n");
         for conn in shard.connections.borrow().values() {
-            let _ = writeln!(
-                out,
-                " /{}[1](queued={},recved={},sent={})",
-                conn.peer,
-                conn.queued(),
-                conn.packets_received.get(),
-                conn.packets_sent.get()
-            );
+            brief_connection(out, conn);
+            out.push_str(")\n");
         }
         out.push('\n');
     }
     let _ = writeln!(
         out,
-        "Latency min/avg/max: {}/{:.1}/{}",
-        view.latency_min_ms, view.latency_avg_ms, view.latency_max_ms
+        "Latency min/avg/max: {}/{}/{}",
+        view.latency_min_ms,
+        java_double(view.latency_avg_ms),
+        view.latency_max_ms
     );
     let _ = writeln!(out, "Received: {}", view.packets_received);
     let _ = writeln!(out, "Sent: {}", view.packets_sent);
@@ -72,7 +133,7 @@ fn server_summary(shard: &Shard, out: &mut String, with_clients: bool) {
     let _ = writeln!(out, "Outstanding: 0");
     let _ = writeln!(out, "Zxid: 0x{:x}", view.last_zxid);
     let _ = writeln!(out, "Mode: standalone");
-    let _ = writeln!(out, "Node count: {}", view.node_count);
+    let _ = writeln!(out, "Node count: {}", tree_counts(shard).nodes);
 }
 
 fn configuration(shard: &Shard, out: &mut String) {
@@ -97,65 +158,166 @@ fn configuration(shard: &Shard, out: &mut String) {
 
 fn connections(shard: &Shard, out: &mut String) {
     for conn in shard.connections.borrow().values() {
-        let session = conn.session.get().map_or(0, |s| s.0);
-        let op = conn
-            .last_op
-            .get()
-            .map_or("NA".to_owned(), |op| format!("{op:?}"));
-        let _ = writeln!(
-            out,
-            " /{}[1](queued={},recved={},sent={},sid=0x{:x},lop={},to={},lzxid=0x{:x})",
-            conn.peer,
-            conn.queued(),
-            conn.packets_received.get(),
-            conn.packets_sent.get(),
-            session,
-            op.to_uppercase(),
-            conn.timeout_ms.get(),
-            conn.last_zxid.get()
-        );
+        brief_connection(out, conn);
+        if let Some(session) = conn.session.get().filter(|session| session.0 != 0) {
+            let stats = &conn.stats;
+            let _ = write!(
+                out,
+                ",sid=0x{:x},lop={},est={},to={}",
+                session.0,
+                operation_name(conn.last_op.get()),
+                stats.established_ms,
+                conn.timeout_ms.get()
+            );
+            if stats.last_cxid.get() >= 0 {
+                let _ = write!(out, ",lcxid=0x{:x}", stats.last_cxid.get());
+            }
+            let _ = write!(
+                out,
+                ",lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+                conn.last_zxid.get(),
+                stats.last_response_ms.get(),
+                stats.last_latency_ms.get(),
+                stats.latency_min_ms(),
+                stats.latency_avg_ms(),
+                stats.latency_max_ms.get()
+            );
+        }
+        out.push_str(")\n");
     }
     out.push('\n');
 }
 
+/// `crst` for one connection: counters back to their initial values.
+fn reset_connection(conn: &Conn) {
+    conn.packets_received.set(0);
+    conn.packets_sent.set(0);
+    conn.last_op.set(None);
+    conn.last_zxid.set(-1);
+    conn.stats.reset();
+}
+
+/// The four-letter operation names `cons` prints as `lop`.
+fn operation_name(op: Option<OpCode>) -> &'static str {
+    let Some(op) = op else { return "NA" };
+    match op {
+        OpCode::Ping => "PING",
+        OpCode::CreateSession => "SESS",
+        OpCode::CloseSession => "CLOS",
+        OpCode::Multi => "MULT",
+        OpCode::MultiRead => "MLTR",
+        OpCode::Create | OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => "CREA",
+        OpCode::Delete | OpCode::DeleteContainer => "DELE",
+        OpCode::SetData => "SETD",
+        OpCode::Reconfig => "RECO",
+        OpCode::SetAcl => "SETA",
+        OpCode::Sync => "SYNC",
+        OpCode::Check => "CHEC",
+        OpCode::Exists => "EXIS",
+        OpCode::GetData => "GETD",
+        OpCode::SetWatches => "SETW",
+        OpCode::SetWatches2 => "STW2",
+        OpCode::AddWatch => "ADDW",
+        OpCode::GetAcl => "GETA",
+        OpCode::GetChildren | OpCode::GetChildren2 => "GETC",
+        OpCode::GetAllChildrenNumber => "GETACN",
+        OpCode::CheckWatches => "CHKW",
+        OpCode::RemoveWatches => "REMW",
+        OpCode::WhoAmI => "HOMI",
+        OpCode::GetEphemerals => "GETE",
+        _ => "NA",
+    }
+}
+
+/// `envi` with ZooKeeper's keys, less the `java.*` ones; names and values in the JVM's spelling
+/// (`os.name=Linux`, `os.arch=amd64`). `os.memory.*` describe the process and the machine: the
+/// resident size as `total`, available memory as `free`, physical memory as `max`.
 fn environment(out: &mut String) {
     out.push_str("Environment:\n");
     let _ = writeln!(out, "zookeeper.version={VERSION}");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let _ = writeln!(out, "host.name={}", host.trim());
-    let _ = writeln!(out, "os.name={}", std::env::consts::OS);
-    let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
+    let os_name = match std::env::consts::OS {
+        "linux" => "Linux",
+        other => other,
+    };
+    let _ = writeln!(out, "os.name={os_name}");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        other => other,
+    };
+    let _ = writeln!(out, "os.arch={arch}");
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let _ = writeln!(out, "os.version={}", release.trim());
-    let _ = writeln!(
-        out,
-        "user.name={}",
-        std::env::var("USER").unwrap_or_default()
-    );
+    let (user, home) = user_and_home();
+    let _ = writeln!(out, "user.name={user}");
+    let _ = writeln!(out, "user.home={home}");
     let dir = std::env::current_dir().unwrap_or_default();
     let _ = writeln!(out, "user.dir={}", dir.display());
+    let megabytes = |file: &str, key: &str| proc_kilobytes(file, key) / 1024;
+    let _ = writeln!(
+        out,
+        "os.memory.free={}MB",
+        megabytes("/proc/meminfo", "MemAvailable:")
+    );
+    let _ = writeln!(
+        out,
+        "os.memory.max={}MB",
+        megabytes("/proc/meminfo", "MemTotal:")
+    );
+    let _ = writeln!(
+        out,
+        "os.memory.total={}MB",
+        megabytes("/proc/self/status", "VmRSS:")
+    );
+}
+
+/// The process owner's name and home directory, from /etc/passwd.
+fn user_and_home() -> (String, String) {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.len() >= 6 && fields[2] == uid)
+        .map_or_else(
+            || (uid.clone(), String::new()),
+            |fields| (fields[0].to_owned(), fields[5].to_owned()),
+        )
+}
+
+/// A `Key:   123 kB` value from a /proc file, 0 if absent.
+fn proc_kilobytes(file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or(0)
 }
 
 fn monitoring(shard: &Shard, out: &mut String) {
     let view = shard.stats.view();
+    let tree = tree_counts(shard);
     let watches = shard.watches.borrow().watch_count();
     let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count());
     let rows: Vec<(&str, String)> = vec![
         ("zk_version", VERSION.to_owned()),
         ("zk_server_state", "standalone".to_owned()),
-        ("zk_ephemerals_count", view.ephemeral_count.to_string()),
+        ("zk_ephemerals_count", tree.ephemerals.to_string()),
         ("zk_num_alive_connections", view.connections.to_string()),
-        ("zk_avg_latency", format!("{:.4}", view.latency_avg_ms)),
+        ("zk_avg_latency", java_double(view.latency_avg_ms)),
         ("zk_min_latency", view.latency_min_ms.to_string()),
         ("zk_max_latency", view.latency_max_ms.to_string()),
         ("zk_outstanding_requests", "0".to_owned()),
-        ("zk_znode_count", view.node_count.to_string()),
-        ("zk_global_sessions", view.session_count.to_string()),
+        ("zk_znode_count", tree.nodes.to_string()),
+        ("zk_global_sessions", tree.sessions.to_string()),
         ("zk_local_sessions", "0".to_owned()),
         ("zk_packets_sent", view.packets_sent.to_string()),
         ("zk_packets_received", view.packets_received.to_string()),
         ("zk_watch_count", watches.to_string()),
-        ("zk_approximate_data_size", view.data_bytes.to_string()),
+        ("zk_approximate_data_size", tree.data_bytes.to_string()),
         ("zk_open_file_descriptor_count", open_fds.to_string()),
         ("zk_max_file_descriptor_count", max_fds().to_string()),
         ("zk_uptime", view.uptime_ms.to_string()),
@@ -181,18 +343,18 @@ fn max_fds() -> u64 {
 
 fn watch_summary(shard: &Shard, out: &mut String) {
     let watches = shard.watches.borrow();
-    let sessions = watches.by_session().len();
+    let sessions = watches.data_by_session().len();
     let _ = writeln!(
         out,
         "{} connections watching {} paths\nTotal watches:{}",
         sessions,
-        watches.path_count(),
-        watches.watch_count()
+        watches.data_path_count(),
+        watches.data_watch_count()
     );
 }
 
 fn watches_by_session(shard: &Shard, out: &mut String) {
-    for (session, paths) in shard.watches.borrow().by_session() {
+    for (session, paths) in shard.watches.borrow().data_by_session() {
         let _ = writeln!(out, "0x{:x}", session.0);
         for path in paths {
             let _ = writeln!(out, "\t{path}");
@@ -202,7 +364,7 @@ fn watches_by_session(shard: &Shard, out: &mut String) {
 }
 
 fn watches_by_path(shard: &Shard, out: &mut String) {
-    for (path, sessions) in shard.watches.borrow().by_path() {
+    for (path, sessions) in shard.watches.borrow().data_by_path() {
         let _ = writeln!(out, "{path}");
         for session in sessions {
             let _ = writeln!(out, "\t0x{:x}", session.0);
@@ -211,14 +373,26 @@ fn watches_by_path(shard: &Shard, out: &mut String) {
     out.push('\n');
 }
 
+/// `dump` in ZooKeeper's layout. The shard does not hold the core's expiry buckets: each
+/// session and connection is listed under the time it expires if it goes silent now (its
+/// timeout from now, rounded up to a tick), grouped by that time.
 fn dump(shard: &Shard, out: &mut String) {
     let root = shard.root.borrow().clone();
     let sessions = root.sessions();
-    out.push_str("SessionTracker dump:\n");
-    let _ = writeln!(out, "Session Sets ({}):", sessions.len());
-    for (session, timeout_ms) in &sessions {
-        let _ = writeln!(out, "\t0x{session:x} (timeout {timeout_ms} ms)");
-    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    let tick_ms = u64::from(shard.config.tick_time_ms.max(1));
+    let expiry = |timeout_ms: u64| (now_ms + timeout_ms).div_ceil(tick_ms) * tick_ms;
+    out.push_str("SessionTracker dump:\nSession ");
+    let session_items = sessions
+        .iter()
+        .map(|(session, timeout_ms)| {
+            let expires_ms = expiry(u64::try_from(*timeout_ms).unwrap_or(0));
+            (expires_ms, format!("0x{session:x}"))
+        })
+        .collect();
+    expiry_sets(out, session_items);
     out.push_str("ephemeral nodes dump:\n");
     let owners: Vec<_> = sessions
         .iter()
@@ -232,13 +406,80 @@ fn dump(shard: &Shard, out: &mut String) {
             let _ = writeln!(out, "\t{path}");
         }
     }
-    out.push_str("Connections dump:\n");
-    let connections = shard.connections.borrow();
-    let _ = writeln!(out, "Connections Sets (1)/({}):", connections.len());
-    for conn in connections.values() {
-        let session = conn.session.get().map_or(0, |s| s.0);
-        let _ = writeln!(out, "\tip: /{} sessionId: 0x{:x}", conn.peer, session);
+    out.push_str("Connections dump:\nConnections ");
+    let connection_items = shard
+        .connections
+        .borrow()
+        .values()
+        .map(|conn| {
+            let session = conn.session.get().map_or(0, |s| s.0);
+            let timeout_ms = u64::from(conn.timeout_ms.get()).max(tick_ms);
+            let item = format!("ip: /{} sessionId: 0x{session:x}", conn.peer);
+            (expiry(timeout_ms), item)
+        })
+        .collect();
+    expiry_sets(out, connection_items);
+}
+
+/// `Sets (buckets)/(items):` then each bucket, oldest first: `n expire at <date>:` and its items.
+fn expiry_sets(out: &mut String, mut items: Vec<(u64, String)>) {
+    items.sort();
+    let mut buckets: Vec<(u64, Vec<String>)> = Vec::new();
+    for (expires_ms, item) in items {
+        match buckets.last_mut() {
+            Some((last, members)) if *last == expires_ms => members.push(item),
+            _ => buckets.push((expires_ms, vec![item])),
+        }
     }
+    let total: usize = buckets.iter().map(|(_, members)| members.len()).sum();
+    let _ = writeln!(out, "Sets ({})/({}):", buckets.len(), total);
+    for (expires_ms, members) in buckets {
+        let _ = writeln!(
+            out,
+            "{} expire at {}:",
+            members.len(),
+            java_date(expires_ms)
+        );
+        for member in members {
+            let _ = writeln!(out, "\t{member}");
+        }
+    }
+}
+
+/// A UTC time as Java's `Date.toString` prints it: `Sun Nov 22 08:00:08 UTC 2026`.
+fn java_date(epoch_ms: u64) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds = epoch_ms / 1000;
+    let days = seconds / 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let of_day = seconds % 86_400;
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} UTC {year}",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 fn directories(shard: &Shard, out: &mut String) {
@@ -258,4 +499,26 @@ fn dir_size(dir: &std::path::Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_print_as_java_prints_them() {
+        assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
+        // 2026-11-22 08:00:08 UTC, a Sunday.
+        assert_eq!(java_date(1_795_334_408_000), "Sun Nov 22 08:00:08 UTC 2026");
+        // 2024-02-29 23:59:59 UTC, a Thursday (leap day).
+        assert_eq!(java_date(1_709_251_199_000), "Thu Feb 29 23:59:59 UTC 2024");
+    }
+
+    #[test]
+    fn doubles_print_as_java_prints_them() {
+        assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(2.0), "2.0");
+        assert_eq!(java_double(1.5), "1.5");
+        assert_eq!(java_double(23.032_258), "23.0323");
+    }
 }

@@ -33,7 +33,7 @@ use crate::shell::admin;
 use crate::shell::messages::{
     ConnToken, CoreReply, Published, ShardId, ToCore, ToShard, WriteRequest,
 };
-use crate::shell::stats::ServerStats;
+use crate::shell::stats::{ConnStats, ServerStats};
 use crate::watch::WatchManager;
 
 /// Bytes read from a socket at a time: small, so that thousands of idle connections cost
@@ -56,7 +56,7 @@ pub(crate) struct Conn {
     outbound: RefCell<BytesMut>,
     /// Wakes the writer (data queued or closing) and the reader (room freed).
     changed: Event,
-    closing: Cell<bool>,
+    pub(crate) closing: Cell<bool>,
     pub(crate) packets_received: Cell<u64>,
     pub(crate) packets_sent: Cell<u64>,
     pub(crate) last_zxid: Cell<i64>,
@@ -64,10 +64,11 @@ pub(crate) struct Conn {
     /// Whether the client's connect request carried the readOnly byte (3.4+ clients); the
     /// response carries one only then.
     sends_read_only: Cell<bool>,
+    pub(crate) stats: ConnStats,
 }
 
 impl Conn {
-    fn new(token: ConnToken, peer: SocketAddr) -> Rc<Conn> {
+    fn new(token: ConnToken, peer: SocketAddr, server_stats: Arc<ServerStats>) -> Rc<Conn> {
         let ip_id: Arc<[Id]> = Arc::from(vec![Id::new("ip", &peer.ip().to_string())]);
         Rc::new(Conn {
             token,
@@ -86,6 +87,7 @@ impl Conn {
             last_zxid: Cell::new(0),
             last_op: Cell::new(None),
             sends_read_only: Cell::new(false),
+            stats: ConnStats::new(server_stats),
         })
     }
 
@@ -99,6 +101,7 @@ impl Conn {
             }
         });
         self.packets_sent.set(self.packets_sent.get() + 1);
+        self.stats.frame_sent(header.xid);
         self.last_zxid.set(header.zxid.max(self.last_zxid.get()));
         drop(out);
         self.changed.notify(usize::MAX);
@@ -261,7 +264,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let token = shard.next_token.get();
     shard.next_token.set(token + 1);
-    let conn = Conn::new(token, peer);
+    let conn = Conn::new(token, peer, shard.stats.clone());
     shard.connections.borrow_mut().insert(token, conn.clone());
     shard.stats.connection_opened();
 
@@ -342,6 +345,10 @@ async fn read_loop(
         if first && buffer.len() >= 4 {
             first = false;
             if let Some(word) = zinc_protocol::fourlw::FourLetterWord::from_bytes(&buffer[..4]) {
+                // Counted, and listed as no longer reading, as ZooKeeper lists it.
+                shard.stats.packet_received();
+                conn.packets_received.set(1);
+                conn.closing.set(true);
                 let output = admin::four_letter_word(shard, word);
                 conn.send_raw(output.as_bytes());
                 return Ok(());
@@ -352,6 +359,8 @@ async fn read_loop(
             if conn.closing.get() {
                 return Ok(());
             }
+            // Within one read, small requests can ask for large replies: check room per frame.
+            wait_for_room(shard, conn).await;
         }
     }
 }
@@ -381,6 +390,7 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Resul
     }
     let mut reader = Reader::new(frame);
     let header = RequestHeader::decode(&mut reader).map_err(|e| e.to_string())?;
+    conn.stats.request_received();
     let session = conn.session.get().unwrap_or_default();
     shard.touched.borrow_mut().insert(session);
     let Some(op) = OpCode::from_i32(header.op_type) else {

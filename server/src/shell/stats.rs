@@ -1,7 +1,15 @@
-//! Server-wide counters shared by every core, read by the four-letter words.
+//! Server-wide counters shared by every core, and per-connection counters kept by the shard
+//! that owns the connection; both are read by the four-letter words.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Receive times kept per connection for latency; beyond this the oldest are not measured
+/// (the in-flight limit keeps real clients far below it).
+const PENDING_REQUESTS_TIMED_MAX: usize = 4096;
 
 /// Counters updated with relaxed atomics; exactness across cores is not needed for monitoring.
 #[derive(Debug)]
@@ -61,6 +69,11 @@ pub struct StatsView {
 }
 
 impl ServerStats {
+    /// Milliseconds since the server started (the clock `cons` prints `lresp` in).
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     pub fn packet_received(&self) {
         self.packets_received.fetch_add(1, Relaxed);
     }
@@ -130,5 +143,104 @@ impl ServerStats {
             session_count: self.session_count.load(Relaxed),
             data_bytes: self.data_bytes.load(Relaxed),
         }
+    }
+}
+
+/// One connection's counters for `cons` (`crst` resets them). Replies go out in request order,
+/// so each reply is timed against the oldest request not yet answered.
+#[derive(Debug)]
+pub struct ConnStats {
+    server: Arc<ServerStats>,
+    /// Wall-clock milliseconds when the connection was accepted (`est`).
+    pub established_ms: u64,
+    pending: RefCell<VecDeque<Instant>>,
+    /// Last request xid answered; -1 before any (`lcxid`).
+    pub last_cxid: Cell<i64>,
+    /// When the last reply left, on the server's `elapsed_ms` clock (`lresp`).
+    pub last_response_ms: Cell<u64>,
+    pub last_latency_ms: Cell<u64>,
+    latency_min_ms: Cell<u64>,
+    pub latency_max_ms: Cell<u64>,
+    latency_total_ms: Cell<u64>,
+    latency_count: Cell<u64>,
+}
+
+impl ConnStats {
+    pub fn new(server: Arc<ServerStats>) -> ConnStats {
+        let established_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        ConnStats {
+            server,
+            established_ms,
+            pending: RefCell::new(VecDeque::new()),
+            last_cxid: Cell::new(-1),
+            last_response_ms: Cell::new(0),
+            last_latency_ms: Cell::new(0),
+            latency_min_ms: Cell::new(u64::MAX),
+            latency_max_ms: Cell::new(0),
+            latency_total_ms: Cell::new(0),
+            latency_count: Cell::new(0),
+        }
+    }
+
+    /// A request frame (not the handshake) arrived; its reply will be timed against now.
+    pub fn request_received(&self) {
+        let mut pending = self.pending.borrow_mut();
+        if pending.len() < PENDING_REQUESTS_TIMED_MAX {
+            pending.push_back(Instant::now());
+        }
+    }
+
+    /// A frame left for the client: a notification (xid -1) only counts as sent; a reply also
+    /// ends the oldest pending request.
+    pub fn frame_sent(&self, xid: i32) {
+        self.server.packets_sent(1);
+        if xid == -1 {
+            return;
+        }
+        let Some(received) = self.pending.borrow_mut().pop_front() else {
+            return;
+        };
+        let latency_ms = received.elapsed().as_millis() as u64;
+        self.server.latency(latency_ms);
+        if xid >= 0 {
+            self.last_cxid.set(i64::from(xid));
+        }
+        self.last_response_ms.set(self.server.elapsed_ms());
+        self.last_latency_ms.set(latency_ms);
+        self.latency_min_ms
+            .set(self.latency_min_ms.get().min(latency_ms));
+        self.latency_max_ms
+            .set(self.latency_max_ms.get().max(latency_ms));
+        self.latency_total_ms
+            .set(self.latency_total_ms.get() + latency_ms);
+        self.latency_count.set(self.latency_count.get() + 1);
+    }
+
+    pub fn latency_min_ms(&self) -> u64 {
+        match self.latency_min_ms.get() {
+            u64::MAX => 0,
+            min => min,
+        }
+    }
+
+    /// Whole milliseconds, as `cons` prints `avglat`.
+    pub fn latency_avg_ms(&self) -> u64 {
+        self.latency_total_ms
+            .get()
+            .checked_div(self.latency_count.get())
+            .unwrap_or(0)
+    }
+
+    /// `crst`: forget the counters (pending requests are still timed).
+    pub fn reset(&self) {
+        self.last_cxid.set(-1);
+        self.last_response_ms.set(0);
+        self.last_latency_ms.set(0);
+        self.latency_min_ms.set(u64::MAX);
+        self.latency_max_ms.set(0);
+        self.latency_total_ms.set(0);
+        self.latency_count.set(0);
     }
 }

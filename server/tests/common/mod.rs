@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -81,7 +83,12 @@ impl Zinc {
             .args(["--port", &port.to_string()])
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--four-letter-words", "*", "--tick-time", "500"])
+            .args(["--tick-time", "500"])
+            .args(if extra_args.contains(&"--four-letter-words") {
+                &[][..]
+            } else {
+                &["--four-letter-words", "*"][..]
+            })
             .args(extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -135,6 +142,12 @@ pub struct ZooKeeper {
 
 impl ZooKeeper {
     pub fn start() -> ZooKeeper {
+        ZooKeeper::start_with_whitelist("*")
+    }
+
+    /// Starts with `4lw.commands.whitelist` set to `words` (`ruok` and `srvr` must be among
+    /// them: readiness is checked with them).
+    pub fn start_with_whitelist(words: &str) -> ZooKeeper {
         assert!(
             Path::new(ZOOKEEPER_JAR).exists(),
             "Apache ZooKeeper is not installed (Debian package `zookeeper`; .ci/run installs it)"
@@ -146,7 +159,7 @@ impl ZooKeeper {
         std::fs::create_dir_all(&data).expect("data dir");
         let config = format!(
             "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-             4lw.commands.whitelist=*\nadmin.enableServer=false\nextendedTypesEnabled=true\n",
+             4lw.commands.whitelist={words}\nadmin.enableServer=false\nextendedTypesEnabled=true\n",
             data.display()
         );
         let config_path = dir.path().join("zoo.cfg");
@@ -165,6 +178,13 @@ impl ZooKeeper {
             .spawn()
             .expect("start java");
         wait_ready(address, &mut child, "zookeeper");
+        // ZooKeeper answers `ruok` before it serves sessions (connections then fail with
+        // "ZooKeeperServer not running"); `srvr` says when it serves.
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !four_letter_word(address, "srvr").contains("Mode: ") {
+            assert!(Instant::now() < deadline, "zookeeper never started serving");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         ZooKeeper {
             child,
             address,
