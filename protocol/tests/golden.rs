@@ -1015,7 +1015,7 @@ fn java_sasl() {
     assert!(!challenges.is_empty());
     for challenge in challenges {
         assert!(
-            matches!(challenge, Response::Sasl(body) if !body.token.is_empty()),
+            matches!(challenge, Response::Sasl(body) if body.token.as_ref().is_some_and(|token| !token.is_empty())),
             "{challenge:?}"
         );
     }

@@ -339,7 +339,7 @@ fn response_for(op: OpCode) -> BoxedStrategy<Response> {
             .boxed(),
         O::Sync => path_only(|path| Response::Sync(SyncResponse { path })).boxed(),
         O::Multi | O::MultiRead => multi_response().prop_map(Response::Multi).boxed(),
-        O::Sasl => bytes()
+        O::Sasl => opt_bytes()
             .prop_map(|token| Response::Sasl(SetSaslResponse { token }))
             .boxed(),
         O::GetEphemerals => texts()

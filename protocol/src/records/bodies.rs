@@ -255,10 +255,11 @@ jute_record! {
 }
 
 jute_record! {
-    /// The SASL token the server answers with.
+    /// The SASL token the server answers with. Null is distinct from empty on the wire: a
+    /// server without SASL configured answers a null token (length -1).
     #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
     pub struct SetSaslResponse {
-        pub token: Bytes,
+        pub token: Option<Bytes>,
     }
 }
 
