@@ -6,8 +6,8 @@
 
 use zinc_server::sim::{run, SimOptions};
 
-/// Sized to finish in about a minute of CPU in a debug build, split over two threads.
-const CI_SEEDS: u64 = 800;
+/// Sized to finish in about two minutes in a debug build, split over two threads.
+const CI_SEEDS: u64 = 3_000;
 const CI_STEPS: u64 = 3_000;
 const SOAK_SEEDS: u64 = 20_000;
 const SOAK_STEPS: u64 = 6_000;

@@ -132,6 +132,8 @@ enum Event {
     Disconnected {
         server: usize,
         peer: usize,
+        /// The connection generation whose end this reports.
+        generation: u64,
     },
     SyncDone {
         server: usize,
@@ -318,7 +320,7 @@ impl World {
             Event::Deliver {
                 from, to, frame, ..
             } => (2, *from, *to * 1_000_003 + frame.len()),
-            Event::Disconnected { server, peer } => (3, *server, *peer),
+            Event::Disconnected { server, peer, .. } => (3, *server, *peer),
             Event::SyncDone { server, .. } => (4, *server, 0),
             Event::ClientWrite => (5, 0, 0),
             Event::FaultRoll => (6, 0, 0),
@@ -349,9 +351,15 @@ impl World {
                 generation,
                 frame,
             } => self.deliver(from, to, generation, frame)?,
-            Event::Disconnected { server, peer } => {
+            Event::Disconnected {
+                server,
+                peer,
+                generation,
+            } => {
                 let (id, peer_id) = (self.id(server), self.id(peer));
-                self.net.noticed(id, peer_id);
+                if !self.net.noticed(id, peer_id, generation) {
+                    return Ok(());
+                }
                 if let Some(zab) = &mut self.servers[server].zab {
                     zab.disconnected(peer_id);
                     self.drain(server)?;
@@ -453,13 +461,22 @@ impl World {
 
     /// Breaks the connection between two servers and tells both ends, a little later.
     fn break_connection(&mut self, a: usize, b: usize) {
-        if !self.net.break_link(self.id(a), self.id(b), 2) {
+        let (a_id, b_id) = (self.id(a), self.id(b));
+        if !self.net.break_link(a_id, b_id, &[a_id, b_id]) {
             return;
         }
         self.stats.links_broken += 1;
+        let generation = self.net.generation(a_id, b_id);
         for (server, peer) in [(a, b), (b, a)] {
             let after = self.rng.range(1, 2 * TICK_MS);
-            self.schedule(after, Event::Disconnected { server, peer });
+            self.schedule(
+                after,
+                Event::Disconnected {
+                    server,
+                    peer,
+                    generation,
+                },
+            );
         }
     }
 
@@ -490,12 +507,25 @@ impl World {
             }
             return;
         }
-        if !self.net.usable(from_id, to_id) {
+        if self.net.untold(from_id, to_id) {
+            // The sender still writes into the broken connection.
             return;
         }
         if blocked || self.chance(QUORUM_LOSS_PPM) {
             self.break_connection(from, to);
             return;
+        }
+        let generation = self.net.generation(from_id, to_id);
+        if self.net.untold(to_id, from_id) {
+            // The sender opens a new connection: its peer sees the old one end first.
+            self.schedule(
+                0,
+                Event::Disconnected {
+                    server: to,
+                    peer: from,
+                    generation,
+                },
+            );
         }
         let frame = match self.chance(FRAME_CORRUPTION_PPM) {
             true => self.corrupt(frame),
@@ -503,7 +533,7 @@ impl World {
         };
         let at_ms = self.now_ms + self.delay_ms();
         let at_ms = self.net.fifo_delivery(from_id, to_id, at_ms);
-        let generation = Some(self.net.generation(from_id, to_id));
+        let generation = Some(generation);
         let after = at_ms - self.now_ms;
         self.schedule(
             after,
@@ -571,13 +601,15 @@ impl World {
             }
             Command::Disconnect { peer } => {
                 let peer_index = self.index_of(peer)?;
-                if self.net.break_link(id, peer, 1) {
+                if self.net.break_link(id, peer, &[peer]) {
                     let after = self.rng.range(1, TICK_MS);
+                    let generation = self.net.generation(id, peer);
                     self.schedule(
                         after,
                         Event::Disconnected {
                             server: peer_index,
                             peer: index,
+                            generation,
                         },
                     );
                 }
