@@ -157,10 +157,12 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
         }
     };
     let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
+    let acknowledged_zxid = Arc::new(std::sync::atomic::AtomicI64::new(0));
     for (index, (to_core, from_core)) in shard_ends.into_iter().enumerate() {
         let config = config.clone();
         let stats = stats.clone();
         let root = root.clone();
+        let acknowledged_zxid = acknowledged_zxid.clone();
         let bound = bound_sender.clone();
         let name = format!("zinc-shard-{index}");
         let handle = LocalExecutorBuilder::new(placement(&config, index + 1))
@@ -179,7 +181,14 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                 // Same order as the core: its senders to the shards first, then its receivers.
                 let from_core = from_core.connect().await;
                 let to_core = to_core.connect().await;
-                let shard = shard::Shard::new(index as u16, config, stats, root, to_core);
+                let shard = shard::Shard::new(
+                    index as u16,
+                    config,
+                    stats,
+                    root,
+                    acknowledged_zxid,
+                    to_core,
+                );
                 shard::run(shard, listener, from_core).await;
             })
             .map_err(|e| ShellError::Executor {

@@ -5,11 +5,18 @@
 //! Per-session order: a session's requests are executed in the order they arrived. Writes may be
 //! in flight several at a time; a read waits until no write of its session is in flight, and
 //! everything after a waiting read waits with it.
+//!
+//! Across shards the server behaves as one: a read sees every write that any shard had answered
+//! (or shown in a read) before the read arrived. Each shard raises the shared
+//! `Shard::acknowledged_zxid` to its root's zxid before it answers from that root; a read
+//! records that value on arrival and waits until its own shard's root has reached it (the
+//! core publishes every root to every shard, so the wait is one channel hop at most).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +48,23 @@ use crate::watch::WatchManager;
 const READ_CHUNK_BYTES: usize = 4 * 1024;
 const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
 
+/// A request waiting its turn in its session's queue.
+struct Queued {
+    header: RequestHeader,
+    request: Request,
+    /// The zxid a read must see: the newest any shard had answered from when it arrived.
+    zxid_min: i64,
+}
+
+/// What the head of a session's queue waits for.
+enum Turn {
+    Execute(RequestHeader, Request),
+    /// The session's writes in flight; their replies drain the queue again.
+    Writes,
+    /// This shard's root to reach the zxid.
+    Root(i64),
+}
+
 /// One client connection.
 pub(crate) struct Conn {
     token: ConnToken,
@@ -48,7 +72,7 @@ pub(crate) struct Conn {
     pub(crate) session: Cell<Option<SessionId>>,
     pub(crate) timeout_ms: Cell<u32>,
     auth: RefCell<Arc<[Id]>>,
-    queue: RefCell<VecDeque<(RequestHeader, Request)>>,
+    queue: RefCell<VecDeque<Queued>>,
     writes_in_flight: Cell<usize>,
     /// A `drain_queue` is running for this connection; others leave the work to it, so the
     /// session's requests reach the core in order.
@@ -152,6 +176,10 @@ pub(crate) struct Shard {
     pub(crate) stats: Arc<ServerStats>,
     pub(crate) root: RefCell<Tree>,
     pub(crate) last_zxid: Cell<i64>,
+    /// Shared by every shard: the newest zxid any shard has answered a client from.
+    acknowledged_zxid: Arc<AtomicI64>,
+    /// Notified whenever this shard switches to a newer root.
+    root_advanced: Event,
     pub(crate) sessions: RefCell<HashMap<SessionId, Rc<Conn>>>,
     pub(crate) connections: RefCell<HashMap<ConnToken, Rc<Conn>>>,
     pub(crate) watches: RefCell<WatchManager>,
@@ -167,14 +195,17 @@ impl Shard {
         config: Arc<Config>,
         stats: Arc<ServerStats>,
         root: Tree,
+        acknowledged_zxid: Arc<AtomicI64>,
         to_core: ConnectedSender<ToCore>,
     ) -> Rc<Shard> {
         Rc::new(Shard {
             id,
             config,
             stats,
+            last_zxid: Cell::new(root.last_zxid().0),
             root: RefCell::new(root),
-            last_zxid: Cell::new(0),
+            acknowledged_zxid,
+            root_advanced: Event::new(),
             sessions: RefCell::new(HashMap::new()),
             connections: RefCell::new(HashMap::new()),
             watches: RefCell::new(WatchManager::new()),
@@ -189,6 +220,16 @@ impl Shard {
         if self.to_core.send(message).await.is_err() {
             // The core is gone: the process is shutting down.
             glommio::executor().yield_now().await;
+        }
+    }
+
+    /// Waits until this shard's root holds `zxid`.
+    async fn wait_for_root(&self, zxid: i64) {
+        while self.last_zxid.get() < zxid {
+            let listener = self.root_advanced.listen();
+            if self.last_zxid.get() < zxid {
+                listener.await;
+            }
         }
     }
 }
@@ -417,7 +458,12 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Resul
     if op == OpCode::Auth {
         return handle_auth(shard, conn, &request);
     }
-    conn.queue.borrow_mut().push_back((header, request));
+    let zxid_min = shard.acknowledged_zxid.load(Ordering::Acquire);
+    conn.queue.borrow_mut().push_back(Queued {
+        header,
+        request,
+        zxid_min,
+    });
     drain_queue(shard, conn).await;
     Ok(())
 }
@@ -428,9 +474,16 @@ async fn drain_queue(shard: &Rc<Shard>, conn: &Rc<Conn>) {
         return;
     }
     loop {
-        let Some((header, request)) = pop_ready(conn) else {
-            conn.draining.set(false);
-            return;
+        let (header, request) = match next_turn(shard, conn) {
+            Turn::Execute(header, request) => (header, request),
+            Turn::Writes => {
+                conn.draining.set(false);
+                return;
+            }
+            Turn::Root(zxid) => {
+                shard.wait_for_root(zxid).await;
+                continue;
+            }
         };
         let session = conn.session.get().unwrap_or_default();
         if exec::goes_through_core(&request) {
@@ -450,14 +503,27 @@ async fn drain_queue(shard: &Rc<Shard>, conn: &Rc<Conn>) {
     }
 }
 
-/// The next request to execute, or `None` when the head must wait for in-flight writes.
-fn pop_ready(conn: &Conn) -> Option<(RequestHeader, Request)> {
+/// The next request to execute, or what the head of the queue waits for. An empty queue waits
+/// like a write: the next frame or reply drains it again.
+fn next_turn(shard: &Shard, conn: &Conn) -> Turn {
     let mut queue = conn.queue.borrow_mut();
-    let (_, head) = queue.front()?;
-    if !exec::goes_through_core(head) && conn.writes_in_flight.get() > 0 {
-        return None;
+    let Some(head) = queue.front() else {
+        return Turn::Writes;
+    };
+    if !exec::goes_through_core(&head.request) {
+        if conn.writes_in_flight.get() > 0 {
+            return Turn::Writes;
+        }
+        if head.zxid_min > shard.last_zxid.get() {
+            return Turn::Root(head.zxid_min);
+        }
     }
-    queue.pop_front()
+    match queue.pop_front() {
+        Some(Queued {
+            header, request, ..
+        }) => Turn::Execute(header, request),
+        None => Turn::Writes,
+    }
 }
 
 fn execute_local(
@@ -550,6 +616,10 @@ fn handle_auth(shard: &Shard, conn: &Rc<Conn>, request: &Request) -> Result<(), 
 
 async fn handle_connect(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Result<(), String> {
     let request = ConnectRequest::from_bytes(&frame).map_err(|e| format!("connect: {e}"))?;
+    if request.last_zxid_seen <= shard.acknowledged_zxid.load(Ordering::Acquire) {
+        // Another shard has shown the client that zxid: this one is a hop behind at most.
+        shard.wait_for_root(request.last_zxid_seen).await;
+    }
     if request.last_zxid_seen > shard.last_zxid.get() {
         return Err(format!(
             "client has seen zxid 0x{:x}, this server only 0x{:x}",
@@ -691,6 +761,11 @@ fn publish(shard: &Shard, published: &Published) {
     }
     *shard.root.borrow_mut() = published.root.clone();
     shard.last_zxid.set(published.last_zxid);
+    // Before anything is answered from this root, so that other shards' reads see it too.
+    shard
+        .acknowledged_zxid
+        .fetch_max(published.last_zxid, Ordering::AcqRel);
+    shard.root_advanced.notify(usize::MAX);
 }
 
 /// Sends one reply; returns the connection whose queue may now move.

@@ -1,0 +1,116 @@
+//! One server, several shard cores: clients on different shards see one server. A read sees
+//! every write that any client was answered for before the read was sent, and a client that saw
+//! a zxid through one shard may connect through any other.
+//!
+//! Connections are spread over the shards by the kernel (each shard listens on the port); with
+//! nine readers on three shards, some are on other shards than the writer's in every run.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+
+use common::raw::{self, buffer, RawClient};
+use common::{Server, Zinc};
+
+const OP_CREATE: i32 = 1;
+const OP_GET_DATA: i32 = 4;
+const OP_SET_DATA: i32 = 5;
+const SHARDS: &str = "3";
+const READERS: usize = 9;
+const ROUNDS: u64 = 300;
+
+fn set_data(client: &mut RawClient, path: &str, value: u64) -> i64 {
+    let mut body = buffer(path.as_bytes());
+    body.extend_from_slice(&buffer(value.to_string().as_bytes()));
+    body.extend_from_slice(&(-1i32).to_be_bytes());
+    let reply = client.request(OP_SET_DATA, &body).expect("setData");
+    assert_eq!(reply.err, 0, "setData {path}");
+    reply.zxid
+}
+
+fn get_data(client: &mut RawClient, path: &str) -> u64 {
+    let mut body = buffer(path.as_bytes());
+    body.push(0);
+    let reply = client.request(OP_GET_DATA, &body).expect("getData");
+    assert_eq!(reply.err, 0, "getData {path}");
+    let length = i32::from_be_bytes(reply.body[..4].try_into().expect("length")) as usize;
+    std::str::from_utf8(&reply.body[4..4 + length])
+        .expect("utf-8 value")
+        .parse()
+        .expect("a number")
+}
+
+fn create(client: &mut RawClient, path: &str, value: &[u8]) {
+    let mut body = buffer(path.as_bytes());
+    body.extend_from_slice(&buffer(value));
+    // One ACL: world:anyone, all permissions.
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&31i32.to_be_bytes());
+    body.extend_from_slice(&buffer(b"world"));
+    body.extend_from_slice(&buffer(b"anyone"));
+    body.extend_from_slice(&0i32.to_be_bytes());
+    let reply = client.request(OP_CREATE, &body).expect("create");
+    assert_eq!(reply.err, 0, "create {path}");
+}
+
+fn start() -> (Zinc, SocketAddr) {
+    let zinc = Zinc::start_with(&["--shards", SHARDS]);
+    let address = zinc.address();
+    (zinc, address)
+}
+
+#[test]
+fn reads_on_every_shard_see_acknowledged_writes() {
+    let (_zinc, address) = start();
+    let mut writer = RawClient::connect(address).expect("writer");
+    create(&mut writer, "/counter", b"0");
+    let mut readers: Vec<RawClient> = (0..READERS)
+        .map(|_| RawClient::connect(address).expect("reader"))
+        .collect();
+    let mut stale = Vec::new();
+    for value in 1..=ROUNDS {
+        set_data(&mut writer, "/counter", value);
+        for (index, reader) in readers.iter_mut().enumerate() {
+            let seen = get_data(reader, "/counter");
+            if seen < value {
+                stale.push(format!("round {value}: reader {index} saw {seen}"));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{} stale reads of {}: {:?}",
+        stale.len(),
+        ROUNDS * READERS as u64,
+        &stale[..stale.len().min(10)]
+    );
+}
+
+#[test]
+fn a_client_that_saw_a_zxid_connects_through_any_shard() {
+    let (_zinc, address) = start();
+    let mut writer = RawClient::connect(address).expect("writer");
+    create(&mut writer, "/seen", b"0");
+    for value in 1..=ROUNDS {
+        // The connection is open (and taken by some shard) before the write, so its connect
+        // request arrives as soon as the writer has its answer.
+        let mut stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(raw::ANSWER_TIMEOUT))
+            .expect("timeout");
+        let zxid = set_data(&mut writer, "/seen", value);
+        // A new session from a client that has seen `zxid` (as after a server switch).
+        let request = raw::connect_body(0, &[0u8; 16], 10_000, zxid);
+        stream
+            .write_all(&raw::frame(&request))
+            .expect("send connect");
+        let reply = raw::read_frame(&mut stream)
+            .unwrap_or_else(|e| panic!("round {value}: connect having seen 0x{zxid:x}: {e}"));
+        let session = raw::ConnectReply::parse(&reply);
+        assert!(
+            session.timeout_ms > 0,
+            "round {value}: refused: {session:?}"
+        );
+    }
+}
