@@ -9,7 +9,7 @@ mod common;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use common::raw::{buffer, ConnectReply, RawClient, ANSWER_TIMEOUT};
+use common::raw::{buffer, create_body, path_and_flag, ConnectReply, RawClient, ANSWER_TIMEOUT};
 use common::{Server, Zinc, ZooKeeper};
 
 const OP_CREATE: i32 = 1;
@@ -19,24 +19,6 @@ const OP_SET_DATA: i32 = 5;
 const OP_GET_CHILDREN: i32 = 8;
 const OP_SET_WATCHES: i32 = 101;
 const OP_SET_WATCHES2: i32 = 105;
-
-fn create_body(path: &str, data: &[u8], flags: i32) -> Vec<u8> {
-    let mut body = buffer(path.as_bytes());
-    body.extend_from_slice(&buffer(data));
-    // world:anyone with every permission.
-    body.extend_from_slice(&1i32.to_be_bytes());
-    body.extend_from_slice(&31i32.to_be_bytes());
-    body.extend_from_slice(&buffer(b"world"));
-    body.extend_from_slice(&buffer(b"anyone"));
-    body.extend_from_slice(&flags.to_be_bytes());
-    body
-}
-
-fn path_and_flag(path: &str, flag: bool) -> Vec<u8> {
-    let mut body = buffer(path.as_bytes());
-    body.push(u8::from(flag));
-    body
-}
 
 fn path_and_version(path: &str, data: Option<&[u8]>) -> Vec<u8> {
     let mut body = buffer(path.as_bytes());

@@ -10,7 +10,7 @@ mod common;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
-use common::raw::{self, buffer, RawClient};
+use common::raw::{self, buffer, create_body, RawClient};
 use common::{Server, Zinc};
 
 const OP_CREATE: i32 = 1;
@@ -30,9 +30,9 @@ fn set_data(client: &mut RawClient, path: &str, value: u64) -> i64 {
 }
 
 fn get_data(client: &mut RawClient, path: &str) -> u64 {
-    let mut body = buffer(path.as_bytes());
-    body.push(0);
-    let reply = client.request(OP_GET_DATA, &body).expect("getData");
+    let reply = client
+        .request(OP_GET_DATA, &raw::path_and_flag(path, false))
+        .expect("getData");
     assert_eq!(reply.err, 0, "getData {path}");
     let length = i32::from_be_bytes(reply.body[..4].try_into().expect("length")) as usize;
     std::str::from_utf8(&reply.body[4..4 + length])
@@ -42,15 +42,9 @@ fn get_data(client: &mut RawClient, path: &str) -> u64 {
 }
 
 fn create(client: &mut RawClient, path: &str, value: &[u8]) {
-    let mut body = buffer(path.as_bytes());
-    body.extend_from_slice(&buffer(value));
-    // One ACL: world:anyone, all permissions.
-    body.extend_from_slice(&1i32.to_be_bytes());
-    body.extend_from_slice(&31i32.to_be_bytes());
-    body.extend_from_slice(&buffer(b"world"));
-    body.extend_from_slice(&buffer(b"anyone"));
-    body.extend_from_slice(&0i32.to_be_bytes());
-    let reply = client.request(OP_CREATE, &body).expect("create");
+    let reply = client
+        .request(OP_CREATE, &create_body(path, value, 0))
+        .expect("create");
     assert_eq!(reply.err, 0, "create {path}");
 }
 

@@ -251,8 +251,9 @@ fn check_watches(
     watches: &mut WatchManager,
     remove: bool,
 ) -> Result<Response, ErrorCode> {
-    checked_path(path)?;
-    let watcher_type = WatcherType::from_i32(watcher_type).ok_or(ErrorCode::BadArguments)?;
+    // As ZooKeeper: an unknown type is a request it could not unmarshal; a malformed path
+    // holds no watch, so it is answered NoWatcher below.
+    let watcher_type = WatcherType::from_i32(watcher_type).ok_or(ErrorCode::MarshallingError)?;
     let found = if remove {
         watches.remove(path, context.session, watcher_type)
     } else {

@@ -28,6 +28,25 @@ pub fn buffer(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A create body (create, create2, createContainer) with one ACL: world:anyone, all perms.
+pub fn create_body(path: &str, data: &[u8], flags: i32) -> Vec<u8> {
+    let mut body = buffer(path.as_bytes());
+    body.extend_from_slice(&buffer(data));
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&31i32.to_be_bytes());
+    body.extend_from_slice(&buffer(b"world"));
+    body.extend_from_slice(&buffer(b"anyone"));
+    body.extend_from_slice(&flags.to_be_bytes());
+    body
+}
+
+/// A path followed by a boolean (exists, getData, getChildren with their watch flag).
+pub fn path_and_flag(path: &str, flag: bool) -> Vec<u8> {
+    let mut body = buffer(path.as_bytes());
+    body.push(u8::from(flag));
+    body
+}
+
 /// The body of a ConnectRequest (with the readOnly byte, as 3.4+ clients send it).
 pub fn connect_body(session_id: i64, password: &[u8], timeout_ms: i32, last_zxid: i64) -> Vec<u8> {
     let mut body = Vec::new();
@@ -197,9 +216,7 @@ impl RawClient {
 
     /// `exists(path, watch)`; returns the error code (0 or -101).
     pub fn exists(&mut self, path: &str, watch: bool) -> io::Result<i32> {
-        let mut body = buffer(path.as_bytes());
-        body.push(u8::from(watch));
-        Ok(self.request(OP_EXISTS, &body)?.err)
+        Ok(self.request(OP_EXISTS, &path_and_flag(path, watch))?.err)
     }
 
     /// Ends the session politely.
