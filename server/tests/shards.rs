@@ -108,3 +108,62 @@ fn a_client_that_saw_a_zxid_connects_through_any_shard() {
         );
     }
 }
+
+#[test]
+fn four_letter_words_list_every_shard() {
+    let (_zinc, address) = start();
+    let mut clients: Vec<RawClient> = (0..READERS)
+        .map(|_| RawClient::connect(address).expect("client"))
+        .collect();
+    for (index, client) in clients.iter_mut().enumerate() {
+        // A data watch on a missing node: one registration per session, on its own shard.
+        assert_eq!(
+            client.exists(&format!("/w{index}"), true).expect("exists"),
+            -101
+        );
+    }
+    let sessions: Vec<String> = clients
+        .iter()
+        .map(|client| format!("0x{:x}", client.session.session_id))
+        .collect();
+    let cons = common::four_letter_word(address, "cons");
+    let wchc = common::four_letter_word(address, "wchc");
+    let wchp = common::four_letter_word(address, "wchp");
+    for session in &sessions {
+        assert!(
+            cons.contains(&format!("sid={session},")),
+            "{session}:\n{cons}"
+        );
+        assert!(wchc.contains(&format!("{session}\n")), "{session}:\n{wchc}");
+        assert!(
+            wchp.contains(&format!("\t{session}\n")),
+            "{session}:\n{wchp}"
+        );
+    }
+    let wchs = common::four_letter_word(address, "wchs");
+    let expected =
+        format!("{READERS} connections watching {READERS} paths\nTotal watches:{READERS}");
+    assert!(wchs.starts_with(&expected), "{wchs}");
+    let mntr = common::four_letter_word(address, "mntr");
+    assert!(
+        mntr.contains(&format!("zk_watch_count\t{READERS}\n")),
+        "{mntr}"
+    );
+    let stat = common::four_letter_word(address, "stat");
+    let listed = stat
+        .lines()
+        .filter(|line| line.starts_with(" /127.0.0.1"))
+        .count();
+    // Every session plus the asking connection itself.
+    assert_eq!(listed, READERS + 1, "{stat}");
+    assert_eq!(
+        common::four_letter_word(address, "crst"),
+        "Connection stats reset.\n"
+    );
+    let cons = common::four_letter_word(address, "cons");
+    let reset = cons
+        .lines()
+        .filter(|line| line.contains("sid=") && line.contains("recved=0,"))
+        .count();
+    assert_eq!(reset, READERS, "every session's counters reset:\n{cons}");
+}

@@ -1,19 +1,65 @@
 //! Four-letter words on the client port, printed in ZooKeeper's formats so existing monitoring
-//! keeps working. Connection listings cover the shard that accepted the asking connection.
+//! keeps working. Connections and watches live on every shard: the words that list them are
+//! printed from a `ShardView` of each shard, the asking shard's first.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use zinc_protocol::fourlw::FourLetterWord;
-use zinc_protocol::OpCode;
+use zinc_protocol::{OpCode, SessionId};
 
 use crate::shell::shard::{Conn, Shard};
 
 /// The version line monitoring tools parse.
 pub const VERSION: &str = concat!("3.9.0-zinc-", env!("CARGO_PKG_VERSION"), ", built on zinc");
 
-/// The reply to a four-letter word (the connection is closed after it).
-pub(crate) fn four_letter_word(shard: &Shard, word: FourLetterWord) -> String {
+/// What one shard holds for the words that list connections and watches.
+pub(crate) struct ShardView {
+    /// Per connection: `stat`'s line and `cons`'s line.
+    clients: Vec<String>,
+    connections: Vec<String>,
+    /// Per connection: `dump`'s expiry time and item.
+    dump_connections: Vec<(u64, String)>,
+    watch_count: usize,
+    data_watch_count: usize,
+    data_by_session: Vec<(SessionId, Vec<String>)>,
+    data_by_path: Vec<(String, Vec<SessionId>)>,
+}
+
+/// Whether printing `word` needs every shard's view (and whether it resets connections).
+pub(crate) fn needs_views(word: FourLetterWord) -> Option<bool> {
+    match word.name() {
+        "crst" => Some(true),
+        "stat" | "cons" | "mntr" | "wchs" | "wchc" | "wchp" | "dump" => Some(false),
+        _ => None,
+    }
+}
+
+/// This shard's view; `reset` first resets its connections' statistics (`crst`).
+pub(crate) fn shard_view(shard: &Shard, reset: bool) -> ShardView {
+    let connections = shard.connections.borrow();
+    if reset {
+        connections.values().for_each(|conn| reset_connection(conn));
+    }
+    let watches = shard.watches.borrow();
+    ShardView {
+        clients: connections.values().map(|conn| client_line(conn)).collect(),
+        connections: connections
+            .values()
+            .map(|conn| connection_line(conn))
+            .collect(),
+        dump_connections: dump_connections(shard),
+        watch_count: watches.watch_count(),
+        data_watch_count: watches.data_watch_count(),
+        data_by_session: watches.data_by_session(),
+        data_by_path: watches.data_by_path(),
+    }
+}
+
+/// The reply to a four-letter word (the connection is closed after it). `views` holds every
+/// shard's view when `needs_views` asked for them.
+pub(crate) fn four_letter_word(shard: &Shard, word: FourLetterWord, views: &[ShardView]) -> String {
     let name = word.name();
     if !shard.config.four_letter_word_enabled(name) {
         return format!("{name} is not executed because it is not in the whitelist.\n");
@@ -21,26 +67,21 @@ pub(crate) fn four_letter_word(shard: &Shard, word: FourLetterWord) -> String {
     let mut out = String::new();
     match name {
         "ruok" => out.push_str("imok"),
-        "srvr" => server_summary(shard, &mut out, false),
-        "stat" => server_summary(shard, &mut out, true),
+        "srvr" => server_summary(shard, &mut out, &[]),
+        "stat" => server_summary(shard, &mut out, views),
         "conf" => configuration(shard, &mut out),
-        "cons" => connections(shard, &mut out),
-        "crst" => {
-            for conn in shard.connections.borrow().values() {
-                reset_connection(conn);
-            }
-            out.push_str("Connection stats reset.\n");
-        }
+        "cons" => connections(views, &mut out),
+        "crst" => out.push_str("Connection stats reset.\n"),
         "srst" => {
             shard.stats.reset();
             out.push_str("Server stats reset.\n");
         }
         "envi" => environment(&mut out),
-        "mntr" => monitoring(shard, &mut out),
-        "wchs" => watch_summary(shard, &mut out),
-        "wchc" => watches_by_session(shard, &mut out),
-        "wchp" => watches_by_path(shard, &mut out),
-        "dump" => dump(shard, &mut out),
+        "mntr" => monitoring(shard, views, &mut out),
+        "wchs" => watch_summary(views, &mut out),
+        "wchc" => watches_by_session(views, &mut out),
+        "wchp" => watches_by_path(views, &mut out),
+        "dump" => dump(shard, views, &mut out),
         "isro" => out.push_str("rw"),
         "dirs" => directories(shard, &mut out),
         _ => out.push_str(&format!("{name} is not supported by Zinc.\n")),
@@ -97,6 +138,7 @@ fn interest(conn: &Conn) -> &'static str {
     }
 }
 
+/// The start of a connection's line, as `stat` and `cons` print it.
 fn brief_connection(out: &mut String, conn: &Conn) {
     let _ = write!(
         out,
@@ -109,15 +151,23 @@ fn brief_connection(out: &mut String, conn: &Conn) {
     );
 }
 
-fn server_summary(shard: &Shard, out: &mut String, with_clients: bool) {
+fn client_line(conn: &Conn) -> String {
+    let mut line = String::new();
+    brief_connection(&mut line, conn);
+    line.push_str(")\n");
+    line
+}
+
+/// `srvr` (no views) or `stat` (with every shard's client lines).
+fn server_summary(shard: &Shard, out: &mut String, views: &[ShardView]) {
     let view = shard.stats.view();
     let _ = writeln!(out, "Zookeeper version: {VERSION}");
-    if with_clients {
+    if !views.is_empty() {
         out.push_str("Clients:\n");
-        for conn in shard.connections.borrow().values() {
-            brief_connection(out, conn);
-            out.push_str(")\n");
-        }
+        views
+            .iter()
+            .flat_map(|view| &view.clients)
+            .for_each(|line| out.push_str(line));
         out.push('\n');
     }
     let _ = writeln!(
@@ -156,36 +206,44 @@ fn configuration(shard: &Shard, out: &mut String) {
     let _ = writeln!(out, "serverId={}", config.server_id);
 }
 
-fn connections(shard: &Shard, out: &mut String) {
-    for conn in shard.connections.borrow().values() {
-        brief_connection(out, conn);
-        if let Some(session) = conn.session.get().filter(|session| session.0 != 0) {
-            let stats = &conn.stats;
-            let _ = write!(
-                out,
-                ",sid=0x{:x},lop={},est={},to={}",
-                session.0,
-                operation_name(conn.last_op.get()),
-                stats.established_ms,
-                conn.timeout_ms.get()
-            );
-            if stats.last_cxid.get() >= 0 {
-                let _ = write!(out, ",lcxid=0x{:x}", stats.last_cxid.get());
-            }
-            let _ = write!(
-                out,
-                ",lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
-                conn.last_zxid.get(),
-                stats.last_response_ms.get(),
-                stats.last_latency_ms.get(),
-                stats.latency_min_ms(),
-                stats.latency_avg_ms(),
-                stats.latency_max_ms.get()
-            );
-        }
-        out.push_str(")\n");
-    }
+fn connections(views: &[ShardView], out: &mut String) {
+    views
+        .iter()
+        .flat_map(|view| &view.connections)
+        .for_each(|line| out.push_str(line));
     out.push('\n');
+}
+
+/// A connection's line in `cons`.
+fn connection_line(conn: &Conn) -> String {
+    let mut out = String::new();
+    brief_connection(&mut out, conn);
+    if let Some(session) = conn.session.get().filter(|session| session.0 != 0) {
+        let stats = &conn.stats;
+        let _ = write!(
+            out,
+            ",sid=0x{:x},lop={},est={},to={}",
+            session.0,
+            operation_name(conn.last_op.get()),
+            stats.established_ms,
+            conn.timeout_ms.get()
+        );
+        if stats.last_cxid.get() >= 0 {
+            let _ = write!(out, ",lcxid=0x{:x}", stats.last_cxid.get());
+        }
+        let _ = write!(
+            out,
+            ",lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+            conn.last_zxid.get(),
+            stats.last_response_ms.get(),
+            stats.last_latency_ms.get(),
+            stats.latency_min_ms(),
+            stats.latency_avg_ms(),
+            stats.latency_max_ms.get()
+        );
+    }
+    out.push_str(")\n");
+    out
 }
 
 /// `crst` for one connection: counters back to their initial values.
@@ -297,10 +355,10 @@ fn proc_kilobytes(file: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn monitoring(shard: &Shard, out: &mut String) {
+fn monitoring(shard: &Shard, views: &[ShardView], out: &mut String) {
     let view = shard.stats.view();
     let tree = tree_counts(shard);
-    let watches = shard.watches.borrow().watch_count();
+    let watches: usize = views.iter().map(|view| view.watch_count).sum();
     let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count());
     let rows: Vec<(&str, String)> = vec![
         ("zk_version", VERSION.to_owned()),
@@ -341,20 +399,40 @@ fn max_fds() -> u64 {
     }
 }
 
-fn watch_summary(shard: &Shard, out: &mut String) {
-    let watches = shard.watches.borrow();
-    let sessions = watches.data_by_session().len();
+fn watch_summary(views: &[ShardView], out: &mut String) {
     let _ = writeln!(
         out,
         "{} connections watching {} paths\nTotal watches:{}",
-        sessions,
-        watches.data_path_count(),
-        watches.data_watch_count()
+        views
+            .iter()
+            .map(|view| view.data_by_session.len())
+            .sum::<usize>(),
+        merged_by_path(views).len(),
+        views
+            .iter()
+            .map(|view| view.data_watch_count)
+            .sum::<usize>()
     );
 }
 
-fn watches_by_session(shard: &Shard, out: &mut String) {
-    for (session, paths) in shard.watches.borrow().data_by_session() {
+/// Every shard's `data_by_path`, merged and sorted (a path may be watched on several shards).
+fn merged_by_path(views: &[ShardView]) -> BTreeMap<&str, Vec<SessionId>> {
+    let mut merged: BTreeMap<&str, Vec<SessionId>> = BTreeMap::new();
+    for (path, sessions) in views.iter().flat_map(|view| &view.data_by_path) {
+        merged.entry(path).or_default().extend(sessions);
+    }
+    merged.values_mut().for_each(|sessions| sessions.sort());
+    merged
+}
+
+fn watches_by_session(views: &[ShardView], out: &mut String) {
+    // A session lives on one shard: the lists do not overlap.
+    let merged: BTreeMap<SessionId, &Vec<String>> = views
+        .iter()
+        .flat_map(|view| &view.data_by_session)
+        .map(|(session, paths)| (*session, paths))
+        .collect();
+    for (session, paths) in merged {
         let _ = writeln!(out, "0x{:x}", session.0);
         for path in paths {
             let _ = writeln!(out, "\t{path}");
@@ -363,8 +441,8 @@ fn watches_by_session(shard: &Shard, out: &mut String) {
     out.push('\n');
 }
 
-fn watches_by_path(shard: &Shard, out: &mut String) {
-    for (path, sessions) in shard.watches.borrow().data_by_path() {
+fn watches_by_path(views: &[ShardView], out: &mut String) {
+    for (path, sessions) in merged_by_path(views) {
         let _ = writeln!(out, "{path}");
         for session in sessions {
             let _ = writeln!(out, "\t0x{:x}", session.0);
@@ -376,19 +454,15 @@ fn watches_by_path(shard: &Shard, out: &mut String) {
 /// `dump` in ZooKeeper's layout. The shard does not hold the core's expiry buckets: each
 /// session and connection is listed under the time it expires if it goes silent now (its
 /// timeout from now, rounded up to a tick), grouped by that time.
-fn dump(shard: &Shard, out: &mut String) {
+fn dump(shard: &Shard, views: &[ShardView], out: &mut String) {
     let root = shard.root.borrow().clone();
     let sessions = root.sessions();
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64);
     let tick_ms = u64::from(shard.config.tick_time_ms.max(1));
-    let expiry = |timeout_ms: u64| (now_ms + timeout_ms).div_ceil(tick_ms) * tick_ms;
     out.push_str("SessionTracker dump:\nSession ");
     let session_items = sessions
         .iter()
         .map(|(session, timeout_ms)| {
-            let expires_ms = expiry(u64::try_from(*timeout_ms).unwrap_or(0));
+            let expires_ms = expires_at_ms(tick_ms, u64::try_from(*timeout_ms).unwrap_or(0));
             (expires_ms, format!("0x{session:x}"))
         })
         .collect();
@@ -407,18 +481,38 @@ fn dump(shard: &Shard, out: &mut String) {
         }
     }
     out.push_str("Connections dump:\nConnections ");
-    let connection_items = shard
+    let connection_items = views
+        .iter()
+        .flat_map(|view| view.dump_connections.iter().cloned())
+        .collect();
+    expiry_sets(out, connection_items);
+}
+
+/// When something with `timeout_ms` expires if it goes silent now, rounded up to a tick.
+fn expires_at_ms(tick_ms: u64, timeout_ms: u64) -> u64 {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    (now_ms + timeout_ms).div_ceil(tick_ms) * tick_ms
+}
+
+/// This shard's connections for `dump`: each under the time it expires if it goes silent now.
+fn dump_connections(shard: &Shard) -> Vec<(u64, String)> {
+    let tick_ms = u64::from(shard.config.tick_time_ms.max(1));
+    shard
         .connections
         .borrow()
         .values()
         .map(|conn| {
             let session = conn.session.get().map_or(0, |s| s.0);
             let timeout_ms = u64::from(conn.timeout_ms.get()).max(tick_ms);
-            let item = format!("ip: /{} sessionId: 0x{session:x}", conn.peer);
-            (expiry(timeout_ms), item)
+            let expires_ms = expires_at_ms(tick_ms, timeout_ms);
+            (
+                expires_ms,
+                format!("ip: /{} sessionId: 0x{session:x}", conn.peer),
+            )
         })
-        .collect();
-    expiry_sets(out, connection_items);
+        .collect()
 }
 
 /// `Sets (buckets)/(items):` then each bucket, oldest first: `n expire at <date>:` and its items.

@@ -158,11 +158,17 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
     };
     let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
     let acknowledged_zxid = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let (view_senders, mut view_receivers): (Vec<_>, Vec<_>) = (0..config.shard_count)
+        .map(|_| async_channel::bounded(shard::VIEW_REQUESTS_QUEUED_MAX))
+        .unzip();
+    let view_senders: Arc<[_]> = Arc::from(view_senders);
     for (index, (to_core, from_core)) in shard_ends.into_iter().enumerate() {
         let config = config.clone();
         let stats = stats.clone();
         let root = root.clone();
         let acknowledged_zxid = acknowledged_zxid.clone();
+        let view_requests = view_senders.clone();
+        let view_receiver = view_receivers.remove(0);
         let bound = bound_sender.clone();
         let name = format!("zinc-shard-{index}");
         let handle = LocalExecutorBuilder::new(placement(&config, index + 1))
@@ -187,9 +193,10 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                     stats,
                     root,
                     acknowledged_zxid,
+                    view_requests,
                     to_core,
                 );
-                shard::run(shard, listener, from_core).await;
+                shard::run(shard, listener, from_core, view_receiver).await;
             })
             .map_err(|e| ShellError::Executor {
                 name: name.clone(),

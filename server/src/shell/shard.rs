@@ -180,6 +180,8 @@ pub(crate) struct Shard {
     acknowledged_zxid: Arc<AtomicI64>,
     /// Notified whenever this shard switches to a newer root.
     root_advanced: Event,
+    /// Every shard's queue of view requests (four-letter words), by shard id.
+    view_requests: Arc<[async_channel::Sender<ViewRequest>]>,
     pub(crate) sessions: RefCell<HashMap<SessionId, Rc<Conn>>>,
     pub(crate) connections: RefCell<HashMap<ConnToken, Rc<Conn>>>,
     pub(crate) watches: RefCell<WatchManager>,
@@ -196,6 +198,7 @@ impl Shard {
         stats: Arc<ServerStats>,
         root: Tree,
         acknowledged_zxid: Arc<AtomicI64>,
+        view_requests: Arc<[async_channel::Sender<ViewRequest>]>,
         to_core: ConnectedSender<ToCore>,
     ) -> Rc<Shard> {
         Rc::new(Shard {
@@ -206,6 +209,7 @@ impl Shard {
             root: RefCell::new(root),
             acknowledged_zxid,
             root_advanced: Event::new(),
+            view_requests,
             sessions: RefCell::new(HashMap::new()),
             connections: RefCell::new(HashMap::new()),
             watches: RefCell::new(WatchManager::new()),
@@ -240,8 +244,10 @@ pub(crate) async fn run(
     shard: Rc<Shard>,
     listener: TcpListener,
     from_core: ConnectedReceiver<ToShard>,
+    view_requests: async_channel::Receiver<ViewRequest>,
 ) {
     glommio::spawn_local(apply_batches(shard.clone(), from_core)).detach();
+    glommio::spawn_local(serve_views(shard.clone(), view_requests)).detach();
     glommio::spawn_local(report_touches(shard.clone())).detach();
     loop {
         match listener.accept().await {
@@ -255,6 +261,51 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Another shard asks for this shard's view for a four-letter word.
+pub(crate) struct ViewRequest {
+    reset: bool,
+    reply: async_channel::Sender<admin::ShardView>,
+}
+
+/// Requests for views are rare and small: a few may wait.
+pub(crate) const VIEW_REQUESTS_QUEUED_MAX: usize = 16;
+
+async fn serve_views(shard: Rc<Shard>, requests: async_channel::Receiver<ViewRequest>) {
+    while let Ok(request) = requests.recv().await {
+        let _ = request
+            .reply
+            .send(admin::shard_view(&shard, request.reset))
+            .await;
+    }
+}
+
+/// Every shard's view, this shard's first. A shard that has stopped is left out.
+async fn gather_views(shard: &Shard, reset: bool) -> Vec<admin::ShardView> {
+    let mut views = vec![admin::shard_view(shard, reset)];
+    let (reply, replies) = async_channel::bounded(shard.view_requests.len().max(1));
+    let mut asked = 0;
+    for (index, requests) in shard.view_requests.iter().enumerate() {
+        if index == usize::from(shard.id) {
+            continue;
+        }
+        let request = ViewRequest {
+            reset,
+            reply: reply.clone(),
+        };
+        if requests.send(request).await.is_ok() {
+            asked += 1;
+        }
+    }
+    drop(reply);
+    for _ in 0..asked {
+        match replies.recv().await {
+            Ok(view) => views.push(view),
+            Err(_) => break,
+        }
+    }
+    views
 }
 
 async fn report_touches(shard: Rc<Shard>) {
@@ -390,7 +441,11 @@ async fn read_loop(
                 shard.stats.packet_received();
                 conn.packets_received.set(1);
                 conn.closing.set(true);
-                let output = admin::four_letter_word(shard, word);
+                let views = match admin::needs_views(word) {
+                    Some(reset) => gather_views(shard, reset).await,
+                    None => Vec::new(),
+                };
+                let output = admin::four_letter_word(shard, word, &views);
                 conn.send_raw(output.as_bytes());
                 return Ok(());
             }
