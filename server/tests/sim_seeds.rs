@@ -55,6 +55,27 @@ fn simulator_finds_no_violation_over_the_ci_seeds() {
     run_seeds(first_seed, count, steps);
 }
 
+/// Seeds that once exposed a bug or caught a deliberate breakage (docs/ZAB.md), replayed with
+/// the step counts that exposed them: seed 106580 lost a committed txn when a learner took the
+/// new epoch before its diff was durable; seed 1039961 hung at initLimit through a simulator
+/// bug (reconnects); seed 6502 catches the NEWLEADER-ACK-before-durable breakage, which the CI
+/// seed set does not reach.
+const KNOWN_SEEDS: &[(u64, u64)] = &[(106_580, 6_000), (1_039_961, 6_000), (6_502, 3_000)];
+
+#[test]
+fn known_seeds_pass() {
+    for &(seed, steps) in KNOWN_SEEDS {
+        let options = SimOptions {
+            seed,
+            steps,
+            trace: false,
+        };
+        if let Err(violation) = run(&options) {
+            panic!("{violation}");
+        }
+    }
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let options = SimOptions {
