@@ -47,8 +47,19 @@ get /nothing
 quit
 ";
 
-/// Masks what differs between runs: times, zxids, session ids.
+/// Masks what differs between runs: times, zxids, session ids. zkCli prints watch events from
+/// its event thread, so where they land among the command output varies from run to run: they
+/// are compared apart, sorted, after the command output.
 fn normalize(output: &str) -> Vec<String> {
+    let (mut events, mut lines): (Vec<String>, Vec<String>) = masked_lines(output)
+        .into_iter()
+        .partition(|line| line.starts_with("WatchedEvent "));
+    events.sort();
+    lines.append(&mut events);
+    lines
+}
+
+fn masked_lines(output: &str) -> Vec<String> {
     output
         .lines()
         .map(str::trim_end)
