@@ -209,6 +209,25 @@ impl Drop for ZooKeeper {
     }
 }
 
+/// Asserts that Zinc's and ZooKeeper's transcripts of one scenario are equal, and that they
+/// hold each `expected` line (so the scenario did what it claims).
+pub fn assert_same_transcripts(zinc: &[String], zookeeper: &[String], expected: &[&str]) {
+    assert_eq!(
+        zinc,
+        zookeeper,
+        "zinc:\n{}\nzookeeper:\n{}",
+        zinc.join("\n"),
+        zookeeper.join("\n")
+    );
+    for line in expected {
+        assert!(
+            zinc.iter().any(|seen| seen == line),
+            "lacks {line:?}:\n{}",
+            zinc.join("\n")
+        );
+    }
+}
+
 pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
