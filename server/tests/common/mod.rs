@@ -14,9 +14,52 @@ use std::time::{Duration, Instant};
 /// How long a server may take to start answering.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A port nobody listens on now, and never handed out before by this process: tests in one
+/// binary start servers concurrently, and a port released by one probe could otherwise go to
+/// two servers before either binds it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+}
+
+/// Whether process `pid` holds a listening TCP socket on `port` (any address, IPv4 or IPv6),
+/// from /proc: so that readiness is never taken from another server on the same port.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for fields in text
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            // local_address, rem_address, st (0A = LISTEN), ..., inode (field 9).
+            if fields.len() > 9 && fields[1].ends_with(&suffix) && fields[3] == "0A" {
+                inodes.push(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
 }
 
 /// Sends a four-letter word and returns the whole answer ("" when the server is not up).
@@ -36,7 +79,7 @@ pub fn four_letter_word(address: SocketAddr, word: &str) -> String {
 fn wait_ready(address: SocketAddr, child: &mut Child, what: &str) {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if four_letter_word(address, "ruok") == "imok" {
+        if listens_on(child.id(), address.port()) && four_letter_word(address, "ruok") == "imok" {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
