@@ -43,8 +43,17 @@ pub struct Config {
     pub frame_bytes_max: usize,
     /// Enabled four-letter words; `None` means all of them (`*`).
     pub four_letter_words: Option<Vec<String>>,
+    /// Snapshots kept (`autopurge.snapRetainCount`, at least 3 as in ZooKeeper); the log is
+    /// purged up to the oldest one kept after every snapshot.
     pub snap_retain_count: u32,
     pub purge_interval_hours: u32,
+    /// A snapshot is taken after about this many txns (`snapCount`; each period is drawn in
+    /// [half, full)).
+    pub snap_txn_count: u64,
+    /// ... or this many bytes of log (`snapSizeLimitInKb`).
+    pub snap_log_bytes: u64,
+    /// Size of each pre-allocated log segment (`preAllocSize`, in KiB there).
+    pub wal_segment_bytes: u64,
     /// TTL and container nodes (`extendedTypesEnabled`).
     pub extended_types_enabled: bool,
     /// How often empty containers and expired TTL nodes are looked for and removed.
@@ -88,6 +97,9 @@ impl Default for Config {
             frame_bytes_max: 0xfffff,
             four_letter_words: Some(vec!["srvr".to_owned()]),
             snap_retain_count: 3,
+            snap_txn_count: 100_000,
+            snap_log_bytes: 4 << 30,
+            wal_segment_bytes: 64 << 20,
             purge_interval_hours: 0,
             extended_types_enabled: true,
             reap_interval_ms: 60_000,
@@ -108,6 +120,12 @@ fn default_shard_count() -> usize {
     cpus.saturating_sub(1).max(1)
 }
 
+/// ZooKeeper keeps at least this many snapshots.
+const SNAP_RETAIN_COUNT_MIN: u32 = 3;
+
+/// Smallest `preAllocSize` in KiB: a log segment holds at least one largest group commit.
+const WAL_SEGMENT_KIB_MIN: u64 = 4096;
+
 /// ZooKeeper keys that Zinc accepts and does not use.
 const IGNORED_ZOOKEEPER_KEYS: &[&str] = &[
     "admin.enableServer",
@@ -115,9 +133,6 @@ const IGNORED_ZOOKEEPER_KEYS: &[&str] = &[
     "admin.serverAddress",
     "standaloneEnabled",
     "reconfigEnabled",
-    "preAllocSize",
-    "snapCount",
-    "snapSizeLimitInKb",
     "globalOutstandingLimit",
     "syncEnabled",
     "leaderServes",
@@ -213,7 +228,25 @@ impl Config {
             "maxSessionTimeout" => self.session_timeout_ms_max = parse_positive(value)?,
             "jute.maxbuffer" => self.frame_bytes_max = parse_positive::<u32>(value)? as usize,
             "4lw.commands.whitelist" => self.four_letter_words = parse_whitelist(value),
-            "autopurge.snapRetainCount" => self.snap_retain_count = parse_positive(value)?,
+            "autopurge.snapRetainCount" => {
+                // ZooKeeper raises a smaller count to 3.
+                self.snap_retain_count = parse_positive::<u32>(value)?.max(SNAP_RETAIN_COUNT_MIN)
+            }
+            "snapCount" => self.snap_txn_count = parse_positive::<u64>(value)?.max(2),
+            "snapSizeLimitInKb" => {
+                self.snap_log_bytes = parse_positive::<u64>(value)?.saturating_mul(1024).max(2)
+            }
+            "preAllocSize" => {
+                let kib: u64 = parse_positive(value)?;
+                if kib < WAL_SEGMENT_KIB_MIN {
+                    return Err(format!(
+                        "must be at least {WAL_SEGMENT_KIB_MIN} (KiB): a group commit must fit in \
+                         a log segment, not {value:?}"
+                    ));
+                }
+                // Whole blocks: segments are written with O_DIRECT.
+                self.wal_segment_bytes = kib.saturating_mul(1024).next_multiple_of(4096)
+            }
             "autopurge.purgeInterval" => self.purge_interval_hours = parse_num(value)?,
             "extendedTypesEnabled" => self.extended_types_enabled = parse_bool(value)?,
             "znode.container.checkIntervalMs" => self.reap_interval_ms = parse_positive(value)?,
@@ -240,6 +273,11 @@ impl Config {
             _ => report.unknown_keys.push(key.to_owned()),
         }
         Ok(())
+    }
+
+    /// Where snapshots are kept: `snap/` in the data directory.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.data_dir.join("snap")
     }
 
     /// Checks relations between values once every source has been applied.

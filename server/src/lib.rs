@@ -24,6 +24,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Shell(#[from] shell::ShellError),
+    #[error(transparent)]
+    Snapshot(#[from] zinc_storage::snapshot::SnapshotError),
 }
 
 /// Starts a server with `config` and serves until the process is stopped.
@@ -34,7 +36,25 @@ pub fn start(config: Config) -> Result<(), ServerError> {
             source,
         })?;
     }
-    let tree = Tree::new();
+    let tree = load_snapshot(&config)?;
     shell::run(config, tree)?;
     Ok(())
+}
+
+/// The newest valid snapshot's tree (the log is replayed after it), or an empty tree when there
+/// is none. Snapshots that fail validation are reported and skipped for older ones; if there
+/// are snapshots and none is valid, the start fails naming them.
+fn load_snapshot(config: &Config) -> Result<Tree, ServerError> {
+    let dir = config.snapshot_dir();
+    let loaded = zinc_storage::snapshot::load_newest(&dir)?;
+    for skipped in &loaded.skipped {
+        eprintln!("zinc: skipped {skipped}");
+    }
+    Ok(match loaded.newest {
+        Some((tree, zxid, path)) => {
+            eprintln!("zinc: loaded {} (zxid 0x{:x})", path.display(), zxid.0);
+            tree
+        }
+        None => Tree::new(),
+    })
 }

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::exec::{Prepared, Preparer};
 use crate::session::{negotiate_timeout_ms, session_password, SessionIdAllocator, SessionTracker};
 use crate::shell::messages::{CoreReply, Published, ShardId, ToCore, ToShard};
+use crate::shell::snapshots::Snapshots;
 use crate::shell::stats::ServerStats;
 
 /// Requests taken into one batch at most.
@@ -53,6 +54,7 @@ pub(crate) struct Core {
     publish: LocalSender<PendingPublish>,
     /// The last zxid appended to the log in the batch being formed.
     batch_last_zxid: Option<i64>,
+    snapshots: Snapshots,
 }
 
 /// A batch whose replies and root may go out once the log holds `durable_zxid`.
@@ -75,6 +77,7 @@ impl Core {
         preparer: Preparer,
         wal: Rc<Wal<DmaDevice>>,
         publish: LocalSender<PendingPublish>,
+        snapshots: Snapshots,
     ) -> Core {
         let now = now_ms();
         let mut tracker = SessionTracker::new(config.tick_time_ms);
@@ -94,6 +97,7 @@ impl Core {
             wal,
             publish,
             batch_last_zxid: None,
+            snapshots,
         }
     }
 }
@@ -186,6 +190,7 @@ pub(crate) async fn run(mut core: Core, inbox: LocalReceiver<ToCore>) {
         core.reap(&mut batch);
         let durable_zxid = core.batch_last_zxid.take();
         let messages = core.finish(batch);
+        core.snapshots.offer(core.preparer.tree());
         if messages.is_empty() && durable_zxid.is_none() {
             continue;
         }
@@ -286,9 +291,11 @@ impl Core {
             return;
         };
         let zxid = entry.header.zxid;
-        if let Err(error) = self.wal.append(Zxid(zxid), &entry.to_bytes()) {
+        let bytes = entry.to_bytes();
+        if let Err(error) = self.wal.append(Zxid(zxid), &bytes) {
             fatal(error);
         }
+        self.snapshots.on_txn(bytes.len() as u64);
         self.batch_last_zxid = Some(zxid);
     }
 

@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod core;
 pub mod messages;
 pub(crate) mod shard;
+pub(crate) mod snapshots;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -66,7 +67,11 @@ fn placement(config: &Config, core_index: usize) -> Placement {
 async fn recover(config: &Config, mut root: Tree) -> Result<(Tree, Wal<DmaDevice>), ShellError> {
     let dir = config.data_log_dir.join("wal");
     let device = DmaDevice::open(&dir).await?;
-    let (wal, recovered) = Wal::open(device, WalConfig::default(), root.last_zxid()).await?;
+    let wal_config = WalConfig {
+        segment_bytes: config.wal_segment_bytes,
+        ..WalConfig::default()
+    };
+    let (wal, recovered) = Wal::open(device, wal_config, root.last_zxid()).await?;
     if let Some((file, offset)) = &recovered.torn_tail {
         eprintln!("zinc: {file}: torn last write cut off at byte {offset}");
     }
@@ -136,8 +141,15 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                 glommio::spawn_local(core::wal_loop(wal.clone())).detach();
                 let (publish, pending) = core::publish_queue();
                 glommio::spawn_local(core::publish_loop(wal.clone(), senders, pending)).detach();
+                let (snapshots, roots) = snapshots::Snapshots::new(&config);
+                let snapshot_config = config.clone();
+                let snapshot_wal = wal.clone();
+                glommio::spawn_local(async move {
+                    snapshots::snapshot_loop(snapshot_wal, &snapshot_config, roots).await
+                })
+                .detach();
                 let preparer = Preparer::new(root, config.extended_types_enabled);
-                let core = core::Core::new(config, stats, preparer, wal, publish);
+                let core = core::Core::new(config, stats, preparer, wal, publish, snapshots);
                 core::run(core, inbox).await;
             })
             .map_err(|e| ShellError::Executor {

@@ -1,0 +1,136 @@
+//! Snapshots in the running server. The core counts logged txns with a seeded
+//! [`SnapshotTrigger`]; when one is due it hands the current tree root (an O(1) clone of the
+//! copy-on-write tree, so writes go on) to `snapshot_loop`. That task waits until the log is
+//! durable through the root's zxid (a snapshot never holds a txn the log could still lose),
+//! then a writer thread at low CPU priority encodes and writes it (temp file, fsync, rename,
+//! directory fsync) and keeps the newest `snap_retain_count`; the core then purges the log
+//! segments that only older snapshots needed. A failed snapshot is reported and costs nothing
+//! else: the log still holds every txn since the last good one.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::mpsc;
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use zinc_protocol::Zxid;
+use zinc_storage::snapshot::{self, SnapshotError, SnapshotTrigger};
+use zinc_storage::tree::Tree;
+use zinc_storage::wal::{DmaDevice, Wal};
+
+use crate::config::Config;
+
+/// Nice value of the writer thread: it yields the CPU to the cores but still progresses.
+const WRITER_NICE: libc::c_int = 10;
+
+type WriteResult = Result<Option<Zxid>, SnapshotError>;
+
+/// The core's side: counts txns and offers the root when a snapshot is due.
+pub(crate) struct Snapshots {
+    trigger: SnapshotTrigger,
+    due: bool,
+    requests: LocalSender<Tree>,
+}
+
+impl Snapshots {
+    /// The trigger and the queue to `snapshot_loop` (one snapshot at a time).
+    pub(crate) fn new(config: &Config) -> (Snapshots, LocalReceiver<Tree>) {
+        let (requests, receiver) = local_channel::new_bounded(1);
+        let trigger = SnapshotTrigger::new(
+            config.snap_txn_count,
+            config.snap_log_bytes,
+            config.server_id,
+        );
+        let snapshots = Snapshots {
+            trigger,
+            due: false,
+            requests,
+        };
+        (snapshots, receiver)
+    }
+
+    /// Counts one logged txn of `txn_bytes`.
+    pub(crate) fn on_txn(&mut self, txn_bytes: u64) {
+        if self.trigger.on_txn(txn_bytes) {
+            self.due = true;
+        }
+    }
+
+    /// Hands `root` over if a snapshot is due and none is being written; otherwise it stays
+    /// due and a later batch's root is offered.
+    pub(crate) fn offer(&mut self, root: &Tree) {
+        if self.due && self.requests.try_send(root.clone()).is_ok() {
+            self.due = false;
+        }
+    }
+}
+
+/// Takes each offered root to disk and purges the log behind the snapshots kept.
+pub(crate) async fn snapshot_loop(
+    wal: Rc<Wal<DmaDevice>>,
+    config: &Config,
+    roots: LocalReceiver<Tree>,
+) {
+    let keep = config.snap_retain_count as usize;
+    let (to_writer, results) = match spawn_writer(config.snapshot_dir(), keep) {
+        Ok(writer) => writer,
+        Err(error) => {
+            eprintln!("zinc: no snapshots: cannot start the snapshot writer: {error}");
+            return;
+        }
+    };
+    while let Some(root) = roots.recv().await {
+        let zxid = root.last_zxid();
+        if wal.wait_durable(zxid).await.is_err() {
+            // The log failed; the core stops the process.
+            return;
+        }
+        if to_writer.send(root).is_err() {
+            return;
+        }
+        match results.recv().await {
+            Ok(Ok(Some(oldest_kept))) => {
+                if let Err(error) = wal.purge_through(oldest_kept).await {
+                    eprintln!(
+                        "zinc: purging the log through 0x{:x}: {error}",
+                        oldest_kept.0
+                    );
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => eprintln!("zinc: snapshot at zxid 0x{:x} failed: {error}", zxid.0),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Starts the writer thread: it takes roots, writes each as a snapshot and keeps the newest
+/// `keep`, answering with the oldest zxid kept.
+fn spawn_writer(
+    dir: PathBuf,
+    keep: usize,
+) -> std::io::Result<(mpsc::Sender<Tree>, async_channel::Receiver<WriteResult>)> {
+    let (to_writer, roots) = mpsc::channel::<Tree>();
+    let (answer, results) = async_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("zinc-snapshot".into())
+        .spawn(move || {
+            // SAFETY: setpriority on this thread's id; no memory is passed.
+            unsafe {
+                libc::setpriority(
+                    libc::PRIO_PROCESS,
+                    libc::gettid() as libc::id_t,
+                    WRITER_NICE,
+                );
+            }
+            for root in roots {
+                let written = snapshot::write(&dir, &root);
+                // Dropping the root here frees the nodes only it still holds, off the core.
+                drop(root);
+                let result = written.and_then(|_| snapshot::retain_newest(&dir, keep));
+                if answer.send_blocking(result).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok((to_writer, results))
+}
