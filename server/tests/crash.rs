@@ -1,7 +1,9 @@
 //! Crash test: a client writes with many requests in flight and records every acknowledged
 //! create with its zxid; the server is killed with SIGKILL after a random number of
 //! acknowledgements, restarted on the same data directory, and every acknowledged write must be
-//! there with the zxid it was acknowledged with. Rounds: 5, or `ZINC_CRASH_ROUNDS`.
+//! there with the zxid it was acknowledged with. Snapshots are taken every 100-200 txns with
+//! small log segments, so kills also land while snapshots are written and the log is purged.
+//! Rounds: 5, or `ZINC_CRASH_ROUNDS`.
 
 mod common;
 
@@ -101,7 +103,11 @@ fn acknowledged_writes_survive_sigkill() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut zinc = Zinc::start();
+    let config_dir = tempfile::tempdir().expect("temp dir");
+    let config = config_dir.path().join("zoo.cfg");
+    std::fs::write(&config, "snapCount=200\npreAllocSize=4096\n").expect("write zoo.cfg");
+    let args = ["--config", config.to_str().expect("utf-8 path")];
+    let mut zinc = Zinc::start_with(&args);
     let mut all_acked = BTreeMap::new();
     for round in 0..rounds {
         let kill_after = 50 + (next_random(&mut random) % 2000) as usize;
@@ -121,7 +127,7 @@ fn acknowledged_writes_survive_sigkill() {
         writer.abort();
         let acked = acked.lock().expect("lock").clone();
         all_acked.extend(acked);
-        zinc = Zinc::start_in(dir, &[]);
+        zinc = Zinc::start_in(dir, &args);
         runtime.block_on(verify(&zinc.hosts(), &all_acked));
     }
     assert!(
