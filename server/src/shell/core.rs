@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::exec::{Prepared, Preparer};
 use crate::session::{negotiate_timeout_ms, session_password, SessionIdAllocator, SessionTracker};
 use crate::shell::messages::{CoreReply, Published, ShardId, ToCore, ToShard};
+use crate::shell::shard::CrossShard;
 use crate::shell::snapshots::Snapshots;
 use crate::shell::stats::ServerStats;
 
@@ -139,15 +141,29 @@ pub(crate) async fn publish_loop(
     }
 }
 
-/// Drives the log's group commits; a full disk pauses writes until space is freed.
-pub(crate) async fn wal_loop(wal: Rc<Wal<DmaDevice>>) {
+/// Drives the log's group commits. When the log cannot write for lack of space (or another
+/// error that leaves it intact), `log_blocked` is raised so that the shards refuse new writes
+/// (ThrottledOp) instead of queueing them; the stuck batch is retried every second and writes
+/// resume once it is on disk.
+pub(crate) async fn wal_loop(wal: Rc<Wal<DmaDevice>>, shared: Arc<CrossShard>) {
+    let log_blocked = &shared.log_blocked;
     loop {
         let error = wal.run().await;
         if error.is_fatal() {
             fatal(error);
         }
-        eprintln!("zinc: {error}; retrying in 1 s");
-        glommio::timer::sleep(Duration::from_secs(1)).await;
+        eprintln!("zinc: {error}; refusing writes, retrying every second");
+        log_blocked.store(true, Ordering::Release);
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            match wal.flush().await {
+                Ok(_) => break,
+                Err(error) if error.is_fatal() => fatal(error),
+                Err(_) => continue,
+            }
+        }
+        log_blocked.store(false, Ordering::Release);
+        eprintln!("zinc: the log is writing again; writes resume");
     }
 }
 

@@ -111,11 +111,20 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
         shard_ends.push((to_core, from_core));
     }
 
+    let (view_requests, mut view_receivers): (Vec<_>, Vec<_>) = (0..config.shard_count)
+        .map(|_| async_channel::bounded(shard::VIEW_REQUESTS_QUEUED_MAX))
+        .unzip();
+    let shared = Arc::new(shard::CrossShard {
+        acknowledged_zxid: std::sync::atomic::AtomicI64::new(0),
+        log_blocked: std::sync::atomic::AtomicBool::new(false),
+        view_requests,
+    });
     let (recovered_sender, recovered_receiver) = std::sync::mpsc::channel();
     let mut handles = Vec::new();
     {
         let config = config.clone();
         let stats = stats.clone();
+        let shared = shared.clone();
         let handle = LocalExecutorBuilder::new(placement(&config, 0))
             .name("zinc-core")
             .io_memory(IO_MEMORY_BYTES)
@@ -138,7 +147,7 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                 }
                 let inbox = core::merge_inbox(receivers);
                 let wal = std::rc::Rc::new(wal);
-                glommio::spawn_local(core::wal_loop(wal.clone())).detach();
+                glommio::spawn_local(core::wal_loop(wal.clone(), shared)).detach();
                 let (publish, pending) = core::publish_queue();
                 glommio::spawn_local(core::publish_loop(wal.clone(), senders, pending)).detach();
                 let (snapshots, roots) = snapshots::Snapshots::new(&config);
@@ -169,17 +178,12 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
         }
     };
     let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
-    let acknowledged_zxid = Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let (view_senders, mut view_receivers): (Vec<_>, Vec<_>) = (0..config.shard_count)
-        .map(|_| async_channel::bounded(shard::VIEW_REQUESTS_QUEUED_MAX))
-        .unzip();
-    let view_senders: Arc<[_]> = Arc::from(view_senders);
+
     for (index, (to_core, from_core)) in shard_ends.into_iter().enumerate() {
         let config = config.clone();
         let stats = stats.clone();
         let root = root.clone();
-        let acknowledged_zxid = acknowledged_zxid.clone();
-        let view_requests = view_senders.clone();
+        let shared = shared.clone();
         let view_receiver = view_receivers.remove(0);
         let bound = bound_sender.clone();
         let name = format!("zinc-shard-{index}");
@@ -199,15 +203,7 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                 // Same order as the core: its senders to the shards first, then its receivers.
                 let from_core = from_core.connect().await;
                 let to_core = to_core.connect().await;
-                let shard = shard::Shard::new(
-                    index as u16,
-                    config,
-                    stats,
-                    root,
-                    acknowledged_zxid,
-                    view_requests,
-                    to_core,
-                );
+                let shard = shard::Shard::new(index as u16, config, stats, root, shared, to_core);
                 shard::run(shard, listener, from_core, view_receiver).await;
             })
             .map_err(|e| ShellError::Executor {

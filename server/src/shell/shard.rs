@@ -8,7 +8,7 @@
 //!
 //! Across shards the server behaves as one: a read sees every write that any shard had answered
 //! (or shown in a read) before the read arrived. Each shard raises the shared
-//! `Shard::acknowledged_zxid` to its root's zxid before it answers from that root; a read
+//! `CrossShard::acknowledged_zxid` to its root's zxid before it answers from that root; a read
 //! records that value on arrival and waits until its own shard's root has reached it (the
 //! core publishes every root to every shard, so the wait is one channel hop at most).
 
@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +63,8 @@ enum Turn {
     Writes,
     /// This shard's root to reach the zxid.
     Root(i64),
+    /// A request for the core while the log cannot write: answered ThrottledOp at once.
+    Refuse(RequestHeader),
 }
 
 /// One client connection.
@@ -169,6 +171,17 @@ impl Encode for ConnectResponse {
     }
 }
 
+/// What the shards (and the core) share.
+pub(crate) struct CrossShard {
+    /// The newest zxid any shard has answered a client from.
+    pub(crate) acknowledged_zxid: AtomicI64,
+    /// Raised by the core while the log cannot write (disk full): shards refuse writes rather
+    /// than queue them.
+    pub(crate) log_blocked: AtomicBool,
+    /// Every shard's queue of view requests (four-letter words), by shard id.
+    pub(crate) view_requests: Vec<async_channel::Sender<ViewRequest>>,
+}
+
 /// Everything one shard core owns.
 pub(crate) struct Shard {
     pub(crate) id: ShardId,
@@ -176,12 +189,9 @@ pub(crate) struct Shard {
     pub(crate) stats: Arc<ServerStats>,
     pub(crate) root: RefCell<Tree>,
     pub(crate) last_zxid: Cell<i64>,
-    /// Shared by every shard: the newest zxid any shard has answered a client from.
-    acknowledged_zxid: Arc<AtomicI64>,
+    shared: Arc<CrossShard>,
     /// Notified whenever this shard switches to a newer root.
     root_advanced: Event,
-    /// Every shard's queue of view requests (four-letter words), by shard id.
-    view_requests: Arc<[async_channel::Sender<ViewRequest>]>,
     pub(crate) sessions: RefCell<HashMap<SessionId, Rc<Conn>>>,
     pub(crate) connections: RefCell<HashMap<ConnToken, Rc<Conn>>>,
     pub(crate) watches: RefCell<WatchManager>,
@@ -197,8 +207,7 @@ impl Shard {
         config: Arc<Config>,
         stats: Arc<ServerStats>,
         root: Tree,
-        acknowledged_zxid: Arc<AtomicI64>,
-        view_requests: Arc<[async_channel::Sender<ViewRequest>]>,
+        shared: Arc<CrossShard>,
         to_core: ConnectedSender<ToCore>,
     ) -> Rc<Shard> {
         Rc::new(Shard {
@@ -207,9 +216,8 @@ impl Shard {
             stats,
             last_zxid: Cell::new(root.last_zxid().0),
             root: RefCell::new(root),
-            acknowledged_zxid,
+            shared,
             root_advanced: Event::new(),
-            view_requests,
             sessions: RefCell::new(HashMap::new()),
             connections: RefCell::new(HashMap::new()),
             watches: RefCell::new(WatchManager::new()),
@@ -284,9 +292,9 @@ async fn serve_views(shard: Rc<Shard>, requests: async_channel::Receiver<ViewReq
 /// Every shard's view, this shard's first. A shard that has stopped is left out.
 async fn gather_views(shard: &Shard, reset: bool) -> Vec<admin::ShardView> {
     let mut views = vec![admin::shard_view(shard, reset)];
-    let (reply, replies) = async_channel::bounded(shard.view_requests.len().max(1));
+    let (reply, replies) = async_channel::bounded(shard.shared.view_requests.len().max(1));
     let mut asked = 0;
-    for (index, requests) in shard.view_requests.iter().enumerate() {
+    for (index, requests) in shard.shared.view_requests.iter().enumerate() {
         if index == usize::from(shard.id) {
             continue;
         }
@@ -513,7 +521,7 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Resul
     if op == OpCode::Auth {
         return handle_auth(shard, conn, &request);
     }
-    let zxid_min = shard.acknowledged_zxid.load(Ordering::Acquire);
+    let zxid_min = shard.shared.acknowledged_zxid.load(Ordering::Acquire);
     conn.queue.borrow_mut().push_back(Queued {
         header,
         request,
@@ -537,6 +545,15 @@ async fn drain_queue(shard: &Rc<Shard>, conn: &Rc<Conn>) {
             }
             Turn::Root(zxid) => {
                 shard.wait_for_root(zxid).await;
+                continue;
+            }
+            Turn::Refuse(header) => {
+                let reply = ReplyHeader {
+                    xid: header.xid,
+                    zxid: shard.last_zxid.get(),
+                    err: ErrorCode::ThrottledOp.as_i32(),
+                };
+                conn.send(&reply, None);
                 continue;
             }
         };
@@ -572,6 +589,14 @@ fn next_turn(shard: &Shard, conn: &Conn) -> Turn {
         if head.zxid_min > shard.last_zxid.get() {
             return Turn::Root(head.zxid_min);
         }
+    } else if shard.shared.log_blocked.load(Ordering::Acquire) {
+        // Refused in order: after the session's writes already with the core are answered.
+        if conn.writes_in_flight.get() > 0 {
+            return Turn::Writes;
+        }
+        let header = head.header;
+        queue.pop_front();
+        return Turn::Refuse(header);
     }
     match queue.pop_front() {
         Some(Queued {
@@ -671,7 +696,7 @@ fn handle_auth(shard: &Shard, conn: &Rc<Conn>, request: &Request) -> Result<(), 
 
 async fn handle_connect(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Result<(), String> {
     let request = ConnectRequest::from_bytes(&frame).map_err(|e| format!("connect: {e}"))?;
-    if request.last_zxid_seen <= shard.acknowledged_zxid.load(Ordering::Acquire) {
+    if request.last_zxid_seen <= shard.shared.acknowledged_zxid.load(Ordering::Acquire) {
         // Another shard has shown the client that zxid: this one is a hop behind at most.
         shard.wait_for_root(request.last_zxid_seen).await;
     }
@@ -818,6 +843,7 @@ fn publish(shard: &Shard, published: &Published) {
     shard.last_zxid.set(published.last_zxid);
     // Before anything is answered from this root, so that other shards' reads see it too.
     shard
+        .shared
         .acknowledged_zxid
         .fetch_max(published.last_zxid, Ordering::AcqRel);
     shard.root_advanced.notify(usize::MAX);

@@ -298,11 +298,18 @@ pub fn write(dir: &Path, tree: &Tree) -> Result<PathBuf, SnapshotError> {
     let name = snapshot_name(tree.last_zxid());
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", &name[..16]));
     let path = dir.join(name);
-    let mut file = File::create(&tmp).map_err(io_error("create", &tmp))?;
-    file.write_all(&bytes).map_err(io_error("write", &tmp))?;
-    file.sync_all().map_err(io_error("fsync", &tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
+    let written = File::create(&tmp)
+        .map_err(io_error("create", &tmp))
+        .and_then(|mut file| {
+            file.write_all(&bytes).map_err(io_error("write", &tmp))?;
+            file.sync_all().map_err(io_error("fsync", &tmp))
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path).map_err(io_error("rename", &tmp)));
+    if let Err(error) = written {
+        // A partial temp file could keep a full disk full.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
     sync_dir(dir)?;
     Ok(path)
 }
