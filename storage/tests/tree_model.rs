@@ -9,6 +9,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use zinc_protocol::txn::{Txn, TxnHeader};
+use zinc_storage::snapshot;
 use zinc_storage::tree::Tree;
 
 use tree_common::{
@@ -96,5 +97,31 @@ proptest! {
             paths.sort();
             prop_assert_eq!(&paths, &ephemerals[at]);
         }
+    }
+
+    /// A snapshot (bulk restore) gives back the same tree: nodes, stats, data, ACLs, sessions,
+    /// digest, the ephemeral index and the container/TTL candidates.
+    #[test]
+    fn a_snapshot_restores_the_same_tree(steps in vec(step(), 1..150), now in any::<u32>()) {
+        let (tree, _) = run(&steps, |_| false, false);
+        let bytes = snapshot::encode(&tree).expect("encode");
+        let restored = snapshot::decode(&bytes).expect("decode");
+        prop_assert_eq!(dump(&restored), dump(&tree));
+        prop_assert_eq!(restored.digest(), tree.digest());
+        prop_assert_eq!(restored.node_count(), tree.node_count());
+        prop_assert_eq!(restored.last_zxid(), tree.last_zxid());
+        for session in SESSIONS {
+            let mut want = tree.ephemerals(session, "/");
+            let mut got = restored.ephemerals(session, "/");
+            want.sort();
+            got.sort();
+            prop_assert_eq!(got, want);
+        }
+        let now = i64::from(now);
+        let mut want = tree.deletion_candidates(now);
+        let mut got = restored.deletion_candidates(now);
+        want.sort();
+        got.sort();
+        prop_assert_eq!(got, want);
     }
 }

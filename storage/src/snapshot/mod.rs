@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use rkyv::rancor;
 use zinc_protocol::{Acl, Id, StatPersisted, Zxid};
 
-use crate::tree::Tree;
+use crate::tree::{RestoredNode, Tree};
 
 pub use trigger::SnapshotTrigger;
 
@@ -206,15 +206,18 @@ pub fn decode(bytes: &[u8]) -> Result<Tree, String> {
         .iter()
         .map(|list| list.iter().map(acl_from_archive).collect())
         .collect();
-    let mut tree = Tree::new();
-    for node in record.nodes.iter() {
-        let acl = acls
-            .get(node.acl.to_native() as usize)
-            .ok_or_else(|| format!("node {} names a missing ACL list", node.path))?;
-        let data = node.data.as_ref().map(|d| d.as_slice());
-        tree.restore_node(node.path.as_str(), &stat_from_archive(node), data, acl)
-            .map_err(|code| format!("node {} cannot be restored: {code:?}", node.path))?;
-    }
+    let nodes: Vec<RestoredNode<'_>> = record
+        .nodes
+        .iter()
+        .map(|node| RestoredNode {
+            path: node.path.as_str(),
+            stat: stat_from_archive(node),
+            data: node.data.as_ref().map(|d| d.as_slice()),
+            acl: node.acl.to_native() as usize,
+        })
+        .collect();
+    let mut tree = Tree::restore_all(&acls, &nodes)?;
+    drop(nodes);
     for session in record.sessions.iter() {
         tree.restore_session(session.id.to_native(), session.timeout_ms.to_native());
     }

@@ -20,6 +20,7 @@ mod acl;
 mod apply;
 mod kinds;
 mod node;
+mod restore;
 mod thin;
 mod trie;
 
@@ -36,6 +37,7 @@ pub use apply::{ApplyOutcome, OpResult, WatchEvent, WatchTrigger};
 pub use kinds::{
     sequential_path, ttl_ephemeral_owner, NodeKind, CONTAINER_EPHEMERAL_OWNER, TTL_MS_MAX,
 };
+pub use restore::RestoredNode;
 
 /// Version of the digest function (`TxnDigest::version`), the same as Apache ZooKeeper's.
 pub const DIGEST_VERSION: i32 = 2;

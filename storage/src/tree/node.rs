@@ -80,6 +80,38 @@ impl Node {
     }
 
     /// Builds a node from its parts (the digest field is left for the caller to set).
+    /// A node as a snapshot recorded it, with its children already built and its digest
+    /// computed for `path`.
+    pub(crate) fn restored(
+        path: &str,
+        stat: &StatPersisted,
+        data: Option<&[u8]>,
+        acl: AclRef,
+        children: Trie<Node>,
+    ) -> Node {
+        let name = match path.rfind('/') {
+            Some(slash) => &path[slash + 1..],
+            None => "",
+        };
+        let mut meta = Meta {
+            czxid: stat.czxid,
+            mzxid: stat.mzxid,
+            pzxid: stat.pzxid,
+            ctime: stat.ctime,
+            mtime: stat.mtime,
+            ephemeral_owner: stat.ephemeral_owner,
+            version: stat.version,
+            cversion: stat.cversion,
+            aversion: stat.aversion,
+            digest: 0,
+            name_len: 0,
+            acl,
+            children,
+        };
+        meta.digest = node_digest(path, data, &meta);
+        Node::assemble(meta, name.as_bytes(), data)
+    }
+
     pub(crate) fn assemble(mut meta: Meta, name: &[u8], data: Option<&[u8]>) -> Node {
         meta.name_len = name.len() as u32 | if data.is_none() { DATA_NULL_BIT } else { 0 };
         let data = data.unwrap_or_default();
