@@ -15,7 +15,7 @@ use zinc_storage::tree::Tree;
 fn main() {
     let mut nodes = 1_000_000usize;
     let mut data_bytes = 64usize;
-    let mut dir = PathBuf::from("target/snapshot-bench");
+    let mut dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("snapshot-bench");
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));

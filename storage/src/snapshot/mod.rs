@@ -6,11 +6,11 @@
 //! renamed to `snap/<zxid as 16 hex digits>.rkyv` and the directory fsynced, so a crash at any
 //! point leaves the previous snapshots intact (a stray `.tmp` is removed later).
 //!
-//! File layout: the rkyv archive, then a 24-byte trailer: magic `ZINCSNP1`, the archive's
+//! File layout: the rkyv archive, then a 24-byte trailer: magic `ZINCSNP2`, the archive's
 //! length (u64 LE), its CRC32C (u32 LE) and 4 zero bytes. Loading maps the file, checks the
 //! trailer and the CRC (bit rot), validates the archive with rkyv's checker (no unchecked
-//! access to bytes from disk), rebuilds the tree from the archived data in place (no
-//! intermediate copies), and checks the rebuilt node count and digest against the recorded
+//! access to bytes from disk), rebuilds the tree bottom-up from the archived data in place (each
+//! node lists its parent's index, so no path lookups; no intermediate copies), and checks the rebuilt node count and digest against the recorded
 //! ones. A snapshot that fails any check is skipped for the next older one.
 //!
 //! Retention keeps the newest K snapshots; the WAL may then be purged through the oldest kept
@@ -32,7 +32,7 @@ pub use trigger::SnapshotTrigger;
 
 /// Bytes of the trailer after the archive.
 pub const TRAILER_BYTES: usize = 24;
-const MAGIC: &[u8; 8] = b"ZINCSNP1";
+const MAGIC: &[u8; 8] = b"ZINCSNP2";
 const SUFFIX: &str = ".rkyv";
 const TMP_SUFFIX: &str = ".rkyv.tmp";
 
@@ -83,6 +83,8 @@ struct NodeRecord {
     data: Option<Vec<u8>>,
     /// Index into `SnapshotRecord::acls`.
     acl: u32,
+    /// The parent's index in `SnapshotRecord::nodes` (0, itself, for the root).
+    parent: u32,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, Debug)]
@@ -137,7 +139,7 @@ fn snapshot_record(tree: &Tree) -> SnapshotRecord {
     let mut acl_ids: Vec<usize> = Vec::new();
     let mut acls = Vec::new();
     let mut nodes = Vec::with_capacity(tree.node_count() as usize);
-    tree.for_each_node(|path, node| {
+    tree.for_each_node_with_parent(|path, parent, node| {
         let acl = match acl_ids.iter().position(|id| *id == node.acl_id()) {
             Some(i) => i,
             None => {
@@ -160,6 +162,7 @@ fn snapshot_record(tree: &Tree) -> SnapshotRecord {
             pzxid: stat.pzxid,
             data: node.data().map(<[u8]>::to_vec),
             acl: acl as u32,
+            parent,
         });
     });
     let sessions = tree
@@ -206,18 +209,17 @@ pub fn decode(bytes: &[u8]) -> Result<Tree, String> {
         .iter()
         .map(|list| list.iter().map(acl_from_archive).collect())
         .collect();
-    let nodes: Vec<RestoredNode<'_>> = record
-        .nodes
-        .iter()
-        .map(|node| RestoredNode {
+    let nodes = &record.nodes;
+    let mut tree = Tree::restore_all(&acls, nodes.len(), |index| {
+        let node = &nodes[index];
+        RestoredNode {
             path: node.path.as_str(),
+            parent: node.parent.to_native(),
             stat: stat_from_archive(node),
             data: node.data.as_ref().map(|d| d.as_slice()),
             acl: node.acl.to_native() as usize,
-        })
-        .collect();
-    let mut tree = Tree::restore_all(&acls, &nodes)?;
-    drop(nodes);
+        }
+    })?;
     for session in record.sessions.iter() {
         tree.restore_session(session.id.to_native(), session.timeout_ms.to_native());
     }

@@ -360,14 +360,23 @@ impl NodeRef<'_> {
 impl Tree {
     /// Visits every node, parents before children (the root first), with its full path.
     pub fn for_each_node(&self, mut visit: impl FnMut(&str, NodeRef<'_>)) {
-        visit("/", NodeRef(&self.root));
-        let mut stack = vec![(String::new(), self.root.clone())];
-        while let Some((path, node)) = stack.pop() {
+        self.for_each_node_with_parent(|path, _, node| visit(path, node));
+    }
+
+    /// As `for_each_node`, also giving each node's parent's position in the visiting order
+    /// (the root comes first, at 0, and is given as its own parent).
+    pub fn for_each_node_with_parent(&self, mut visit: impl FnMut(&str, u32, NodeRef<'_>)) {
+        visit("/", 0, NodeRef(&self.root));
+        let mut visited = 1u32;
+        let mut stack = vec![(String::new(), 0u32, self.root.clone())];
+        while let Some((path, index, node)) = stack.pop() {
             node.meta().children.for_each(|child| {
                 let child_path = format!("{path}/{}", String::from_utf8_lossy(child.name()));
-                visit(&child_path, NodeRef(child));
+                let child_index = visited;
+                visited += 1;
+                visit(&child_path, index, NodeRef(child));
                 if !child.meta().children.is_empty() {
-                    stack.push((child_path, child.clone()));
+                    stack.push((child_path, child_index, child.clone()));
                 }
             });
         }

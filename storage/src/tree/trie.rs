@@ -263,6 +263,95 @@ impl<L: Leaf> Trie<L> {
     }
 }
 
+impl<L: Leaf> Trie<L> {
+    /// A trie holding `leaves`, built in one pass with every branch allocated once at its
+    /// final size (inserting one by one reallocates a branch per insert). The same set of
+    /// leaves gives the same trie either way. A key given twice comes back as `Err`.
+    pub(crate) fn from_leaves(leaves: Vec<L>) -> Result<Trie<L>, L> {
+        let hashed = leaves
+            .into_iter()
+            .map(|leaf| (hash_key(leaf.key()), leaf))
+            .collect();
+        Trie::from_hashed(hashed)
+    }
+
+    fn from_hashed(mut hashed: Vec<(u64, L)>) -> Result<Trie<L>, L> {
+        if hashed.is_empty() {
+            return Ok(Trie::default());
+        }
+        // Ordered by the chunks in the order the levels use them, every branch's leaves are
+        // one run, and within it every slot's.
+        if hashed.len() > 1 {
+            let mut keys: Vec<(u128, usize)> = hashed
+                .iter()
+                .enumerate()
+                .map(|(at, (hash, _))| (level_order(*hash), at))
+                .collect();
+            keys.sort_unstable();
+            let mut slots: Vec<Option<(u64, L)>> = hashed.into_iter().map(Some).collect();
+            hashed = keys
+                .into_iter()
+                .filter_map(|(_, at)| slots[at].take())
+                .collect();
+        }
+        Ok(Trie {
+            root: Some(build_branch(hashed, 0)?),
+        })
+    }
+}
+
+/// `hash` with its chunks reordered so that comparing two keys compares chunk 0 first, then
+/// chunk 1, and so on.
+fn level_order(hash: u64) -> u128 {
+    (0..DEPTH_MAX).fold(0u128, |key, depth| {
+        key << LEVEL_BITS | u128::from(chunk(hash, depth))
+    })
+}
+
+/// The branch at `depth` holding `leaves` (sorted by `level_order`, all with the same chunks
+/// above `depth`).
+fn build_branch<L: Leaf>(leaves: Vec<(u64, L)>, depth: u32) -> Result<Branch<L>, L> {
+    let count = leaves.len() as u32;
+    let mut bitmap = 0u32;
+    let mut slots = Vec::new();
+    let mut rest = leaves.into_iter().peekable();
+    while let Some((hash, leaf)) = rest.next() {
+        let slot_chunk = chunk(hash, depth);
+        let mut group = vec![(hash, leaf)];
+        while let Some(next) = rest.next_if(|(next, _)| chunk(*next, depth) == slot_chunk) {
+            group.push(next);
+        }
+        bitmap |= 1 << slot_chunk;
+        slots.push(build_slot(group, depth + 1)?);
+    }
+    Ok(new_branch(
+        Header {
+            bitmap,
+            leaves: count,
+        },
+        slots,
+    ))
+}
+
+/// The slot for `group` (leaves whose hashes agree below `depth`), as `split` would make it.
+fn build_slot<L: Leaf>(mut group: Vec<(u64, L)>, depth: u32) -> Result<Slot<L>, L> {
+    if group.len() == 1 {
+        let (_, leaf) = group.remove(0);
+        return Ok(Slot::Leaf(leaf));
+    }
+    if depth < DEPTH_MAX {
+        return Ok(Slot::Branch(build_branch(group, depth)?));
+    }
+    let mut bucket: Vec<L> = Vec::with_capacity(group.len());
+    for (_, leaf) in group {
+        if bucket.iter().any(|old| old.key() == leaf.key()) {
+            return Err(leaf);
+        }
+        bucket.push(leaf);
+    }
+    Ok(Slot::Bucket(Arc::new(bucket)))
+}
+
 impl<L: Clone> Trie<L> {
     /// Empties the trie, moving into `out` the leaves that no clone shares (the rest are only
     /// released), so that dropping nested structures can proceed without recursion.
@@ -476,6 +565,43 @@ mod tests {
         assert_eq!(trie.get(&42), Some(&Entry(42, 9)));
         assert_eq!(snapshot.get(&42), Some(&Entry(42, 0)));
         assert!(trie.get_mut(&1000).is_none());
+    }
+
+    fn order(trie: &Trie<Entry>) -> Vec<Entry> {
+        trie.to_vec()
+    }
+
+    #[test]
+    fn built_in_one_pass_equals_inserted_one_by_one() {
+        for count in [0u64, 1, 2, 31, 32, 33, 1000, 5000] {
+            let keys: Vec<u64> = (0..count)
+                .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            let mut inserted = Trie::default();
+            for key in &keys {
+                inserted.insert(Entry(*key, 1));
+            }
+            let built = Trie::from_leaves(keys.iter().map(|k| Entry(*k, 1)).collect())
+                .expect("distinct keys");
+            assert_eq!(built.len(), inserted.len());
+            assert_eq!(order(&built), order(&inserted), "{count} keys");
+            for key in &keys {
+                assert_eq!(built.get(key), Some(&Entry(*key, 1)));
+            }
+        }
+        let twice = Trie::from_leaves(vec![Entry(1, 1), Entry(2, 2), Entry(1, 3)]);
+        assert_eq!(twice.err(), Some(Entry(1, 3)));
+    }
+
+    #[test]
+    fn one_pass_build_puts_full_collisions_in_a_bucket() {
+        let hashed = vec![(0, Entry(1, 1)), (0, Entry(2, 2)), (1, Entry(3, 3))];
+        let trie = Trie::from_hashed(hashed).expect("distinct keys");
+        let mut seen = Vec::new();
+        trie.for_each(|entry| seen.push(entry.0));
+        assert_eq!(seen, [1, 2, 3]);
+        let duplicate = Trie::from_hashed(vec![(0, Entry(1, 1)), (0, Entry(1, 2))]);
+        assert_eq!(duplicate.err(), Some(Entry(1, 2)));
     }
 
     #[test]
