@@ -3,7 +3,8 @@
 //! the log segments that only older snapshots needed are removed. After SIGKILL the server
 //! comes back from the newest snapshot plus the log with every node and session; with the
 //! newest snapshot damaged it falls back to an older one; with every snapshot damaged it
-//! refuses to start and names the snapshot directory.
+//! refuses to start and names the snapshot directory. A server killed while clients were
+//! connected restarts on the same port at once (its old connections in TIME_WAIT).
 
 mod common;
 
@@ -177,4 +178,22 @@ fn snapshots_bound_the_log_and_restarts_come_back_from_them() {
             && stderr.contains(&format!("{}", dir.path().join("snap").display())),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_killed_server_restarts_on_the_same_port_at_once() {
+    let zinc = Zinc::start();
+    let address = zinc.address();
+    let mut clients: Vec<RawClient> = (0..5)
+        .map(|_| RawClient::connect(address).expect("client"))
+        .collect();
+    for client in &mut clients {
+        assert_eq!(client.exists("/zookeeper", false).expect("exists"), 0);
+    }
+    let dir = zinc.kill();
+    // The clients close after the server died: its side of each connection is in TIME_WAIT.
+    drop(clients);
+    let zinc = Zinc::start_at(dir, address.port(), &[]);
+    let mut client = RawClient::connect(zinc.address()).expect("after restart");
+    assert_eq!(client.exists("/zookeeper", false).expect("exists"), 0);
 }

@@ -44,6 +44,26 @@ pub enum ShellError {
     Executor { name: String, message: String },
 }
 
+/// A listener on the client address for one shard. Each shard listens on the same port
+/// (SO_REUSEPORT: the kernel spreads connections); SO_REUSEADDR lets a restarted server listen
+/// while connections of the previous one are still in TIME_WAIT, as ZooKeeper can.
+fn listen(address: SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
+    use std::os::fd::IntoRawFd;
+    let domain = socket2::Domain::for_address(address);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket that nothing else owns.
+    Ok(unsafe {
+        <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd())
+    })
+}
+
+/// Connections waiting to be accepted, per shard.
+const LISTEN_BACKLOG: i32 = 1024;
+
 /// Checks the client address is free (glommio's listeners use SO_REUSEPORT, which would let a
 /// second server share the port silently) and resolves port 0 to a real port.
 fn reserve_address(address: SocketAddr) -> Result<SocketAddr, ShellError> {
@@ -191,7 +211,7 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
             .name(&name)
             .io_memory(IO_MEMORY_BYTES)
             .spawn(move || async move {
-                let listener = match glommio::net::TcpListener::bind(address) {
+                let listener = match listen(address) {
                     Ok(listener) => listener,
                     Err(error) => {
                         let source = std::io::Error::other(error.to_string());

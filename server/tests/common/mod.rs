@@ -120,7 +120,11 @@ impl Zinc {
 
     /// Starts on an existing data directory (restart tests).
     pub fn start_in(dir: tempfile::TempDir, extra_args: &[&str]) -> Zinc {
-        let port = free_port();
+        Zinc::start_at(dir, free_port(), extra_args)
+    }
+
+    /// Starts on an existing data directory and a given port (restarts in place).
+    pub fn start_at(dir: tempfile::TempDir, port: u16, extra_args: &[&str]) -> Zinc {
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
         let mut child = Command::new(env!("CARGO_BIN_EXE_zinc"))
             .args(["--port", &port.to_string()])

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Restart time with a large tree: Zinc against Apache ZooKeeper on the same machine.
+
+For each server (Zinc from target/release, ZooKeeper from Debian's package), in a fresh
+temporary data directory on a free loopback port: load --znodes znodes of --data-bytes with
+`zinc-bench --workload create`, then --txns setData txns with `zinc-bench --workload set`
+(they end up in the log after the newest snapshot, together with whatever the snapshot
+interval leaves there), kill the server with SIGKILL, and --runs times: start it again and time
+from the start until a plain client's getData of the load's root succeeds (first read served),
+then kill it again. Both use their default snapshot interval (snapCount=100000).
+
+Prints a Markdown table and the servers' own recovery lines. Kills what it starts.
+
+  cargo build --release -p zinc-server -p zinc-bench
+  python3 scripts/bench/restart.py --znodes 1000000 --txns 100000 --data-bytes 100 --runs 3
+"""
+
+import argparse
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ZINC = os.path.join(REPO, "target", "release", "zinc")
+BENCH = os.path.join(REPO, "target", "release", "zinc-bench")
+CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+ROOT = "/zinc-bench"
+READY_TIMEOUT_S = 600
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def frame(body):
+    return struct.pack(">i", len(body)) + body
+
+
+def read_frame(sock):
+    def exactly(n):
+        out = b""
+        while len(out) < n:
+            chunk = sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    (length,) = struct.unpack(">i", exactly(4))
+    return exactly(length)
+
+
+def first_read(port, path):
+    """One session: connect, getData(path). True when the server answered it without error."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        connect = struct.pack(">iqiq", 0, 0, 30000, 0) + struct.pack(">i", 16) + b"\0" * 16 + b"\0"
+        sock.sendall(frame(connect))
+        reply = read_frame(sock)
+        (timeout,) = struct.unpack(">i", reply[4:8])
+        if timeout <= 0:
+            return False
+        encoded = path.encode()
+        request = struct.pack(">ii", 1, 4) + struct.pack(">i", len(encoded)) + encoded + b"\0"
+        sock.sendall(frame(request))
+        reply = read_frame(sock)
+        _, _, err = struct.unpack(">iqi", reply[:16])
+        return err == 0
+
+
+def time_to_first_read(process, port):
+    start = time.monotonic()
+    while time.monotonic() - start < READY_TIMEOUT_S:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if first_read(port, ROOT):
+                return time.monotonic() - start
+        except (OSError, ConnectionError, struct.error):
+            pass
+        time.sleep(0.005)
+    raise RuntimeError("no read served in time")
+
+
+class Server:
+    def __init__(self, kind, directory, port):
+        self.kind, self.directory, self.port = kind, directory, port
+        self.process = None
+        self.log = os.path.join(directory, "server.log")
+
+    def start(self):
+        out = open(self.log, "a")
+        if self.kind == "zinc":
+            command = [ZINC, "--port", str(self.port), "--data-dir", os.path.join(self.directory, "data")]
+        else:
+            config = os.path.join(self.directory, "zoo.cfg")
+            with open(config, "w") as f:
+                f.write(f"tickTime=2000\ndataDir={self.directory}/data\nclientPort={self.port}\n"
+                        "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
+                        "4lw.commands.whitelist=*\n")
+            command = ["java", "-Xmx6g", "-cp", CLASSPATH,
+                       "org.apache.zookeeper.server.quorum.QuorumPeerMain", config]
+        self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+
+def load(port, kind, znodes, txns, data_bytes):
+    target = f"127.0.0.1:{port}"
+    common = ["--servers", target, "--value-bytes", str(data_bytes), "--sessions", "8",
+              "--inflight", "64", "--warmup", "0", "--duration", "3600"]
+    for workload, ops in (("create", znodes), ("set", txns)):
+        result = subprocess.run([BENCH, "--workload", workload, "--ops", str(ops)] + common,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{kind} {workload}: {result.stderr[-2000:]}")
+
+
+def measure(kind, args, base):
+    directory = tempfile.mkdtemp(prefix=f"restart-{kind}-", dir=base)
+    server = Server(kind, directory, free_port())
+    times = []
+    try:
+        server.start()
+        wait_started(server)
+        load(server.port, kind, args.znodes, args.txns, args.data_bytes)
+        for _ in range(args.runs):
+            server.kill()
+            server.start()
+            times.append(time_to_first_read(server.process, server.port))
+    finally:
+        server.kill()
+    with open(server.log) as f:
+        lines = [line.strip() for line in f if "loaded" in line or "replayed" in line
+                 or "Snapshot loaded" in line or "Reading snapshot" in line]
+    return times, lines[-2 * args.runs:]
+
+
+def wait_started(server):
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+                sock.sendall(b"srvr")
+                if b"Mode:" in sock.recv(4096):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.kind} did not start")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--znodes", type=int, default=1_000_000)
+    parser.add_argument("--txns", type=int, default=100_000)
+    parser.add_argument("--data-bytes", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dir", default=None, help="where the data directories go (a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as base:
+        results = {kind: measure(kind, args, base) for kind in ("zinc", "zookeeper")}
+    print(f"| server | znodes | txns | restart to first read, s (runs) | median s |")
+    print("|---|---:|---:|---|---:|")
+    for kind, (times, _) in results.items():
+        median = sorted(times)[len(times) // 2]
+        runs = ", ".join(f"{t:.2f}" for t in times)
+        print(f"| {kind} | {args.znodes} | {args.txns} | {runs} | {median:.2f} |")
+    zinc, zookeeper = (sorted(results[k][0])[len(results[k][0]) // 2] for k in ("zinc", "zookeeper"))
+    print(f"\nratio Zinc / ZooKeeper (medians): {zinc / zookeeper:.3f}")
+    for kind, (_, lines) in results.items():
+        for line in lines:
+            print(f"{kind}: {line}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
