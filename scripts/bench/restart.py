@@ -17,6 +17,7 @@ Prints a Markdown table and the servers' own recovery lines. Kills what it start
 
 import argparse
 import os
+import random
 import signal
 import socket
 import struct
@@ -34,9 +35,18 @@ READY_TIMEOUT_S = 600
 
 
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below the ephemeral range: a readiness probe that connects before the
+    server binds could otherwise be given the port itself (a TCP self-connect) and hold it."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    while True:
+        port = random.randrange(10000, max(low, 11000))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 def frame(body):
@@ -137,6 +147,10 @@ def measure(kind, args, base):
             server.kill()
             server.start()
             times.append(time_to_first_read(server.process, server.port))
+    except RuntimeError:
+        with open(server.log) as f:
+            sys.stderr.write(f"{kind} log:\n" + "".join(f.readlines()[-20:]))
+        raise
     finally:
         server.kill()
     with open(server.log) as f:

@@ -65,14 +65,27 @@ fn listen(address: SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// Checks the client address is free (glommio's listeners use SO_REUSEPORT, which would let a
-/// second server share the port silently) and resolves port 0 to a real port.
+/// second server share the port silently) and resolves port 0 to a real port. A server killed
+/// just before may still hold its listener for a moment (its I/O ring is torn down after the
+/// process), so a busy address is retried for a while before it is reported.
 fn reserve_address(address: SocketAddr) -> Result<SocketAddr, ShellError> {
-    let probe = std::net::TcpListener::bind(address)
-        .map_err(|source| ShellError::Listen { address, source })?;
-    probe
-        .local_addr()
-        .map_err(|source| ShellError::Listen { address, source })
+    let deadline = std::time::Instant::now() + LISTEN_RETRY;
+    loop {
+        match std::net::TcpListener::bind(address).and_then(|probe| probe.local_addr()) {
+            Ok(bound) => return Ok(bound),
+            Err(source)
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(source) => return Err(ShellError::Listen { address, source }),
+        }
+    }
 }
+
+/// How long a busy client address is retried at start.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn placement(config: &Config, core_index: usize) -> Placement {
     if !config.pin_cores {

@@ -14,16 +14,34 @@ use std::time::{Duration, Instant};
 /// How long a server may take to start answering.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A port nobody listens on now, and never handed out before by this process: tests in one
-/// binary start servers concurrently, and a port released by one probe could otherwise go to
-/// two servers before either binds it.
+/// A port nobody listens on now, below the kernel's ephemeral range, and never handed out
+/// before by this process. Tests in one binary start servers concurrently, so a port must not
+/// go to two servers before either binds it; and a port in the ephemeral range can be taken
+/// by any outgoing connection before the server binds it, even by a readiness probe that
+/// connects to itself (a TCP self-connect).
 pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    const PORT_MIN: u16 = 10_000;
+    static STATE: std::sync::Mutex<(Vec<u16>, u64)> = std::sync::Mutex::new((Vec::new(), 0));
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768)
+        .max(PORT_MIN + 1_000);
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let (handed_out, seed) = &mut *state;
+    if *seed == 0 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
+        *seed = nanos ^ u64::from(std::process::id()) << 32 | 1;
+    }
     loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = listener.local_addr().expect("local addr").port();
-        if !handed_out.contains(&port) {
+        // xorshift64
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let port = PORT_MIN + (*seed % u64::from(ephemeral_low - PORT_MIN)) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             handed_out.push(port);
             return port;
         }
