@@ -1,6 +1,17 @@
 //! The Zinc server: the sans-IO Zab core, request prep, sessions, watches, and the glommio shell
 //! around them.
 
+/// Writes one line to stderr and ignores failure: `eprintln!` panics when stderr is closed
+/// (a log pipe gone), and a server must neither crash nor hang on that (a panic in the signal
+/// thread would leave SIGTERM unable to stop it).
+#[macro_export]
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod acl;
 pub mod config;
 pub mod exec;
@@ -46,13 +57,20 @@ pub fn start(config: Config) -> Result<(), ServerError> {
 /// are snapshots and none is valid, the start fails naming them.
 fn load_snapshot(config: &Config) -> Result<Tree, ServerError> {
     let dir = config.snapshot_dir();
+    let started = std::time::Instant::now();
     let loaded = zinc_storage::snapshot::load_newest(&dir)?;
     for skipped in &loaded.skipped {
-        eprintln!("zinc: skipped {skipped}");
+        log_line!("zinc: skipped {skipped}");
     }
     Ok(match loaded.newest {
         Some((tree, zxid, path)) => {
-            eprintln!("zinc: loaded {} (zxid 0x{:x})", path.display(), zxid.0);
+            log_line!(
+                "zinc: loaded {} (zxid 0x{:x}, {} znodes) in {} ms",
+                path.display(),
+                zxid.0,
+                tree.node_count(),
+                started.elapsed().as_millis()
+            );
             tree
         }
         None => Tree::new(),

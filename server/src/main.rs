@@ -53,10 +53,10 @@ fn load(args: &Args) -> Result<Config, ConfigError> {
         Some(path) => {
             let (config, report) = Config::from_file(path)?;
             for key in &report.unknown_keys {
-                eprintln!("zinc: {}: unknown key {key:?} (ignored)", path.display());
+                zinc_server::log_line!("zinc: {}: unknown key {key:?} (ignored)", path.display());
             }
             for key in &report.ignored_keys {
-                eprintln!("zinc: {}: {key} has no effect in Zinc", path.display());
+                zinc_server::log_line!("zinc: {}: {key} has no effect in Zinc", path.display());
             }
             config
         }
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     let config = match load(&args) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("zinc: {error}");
+            zinc_server::log_line!("zinc: {error}");
             return ExitCode::from(2);
         }
     };
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     match zinc_server::start(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("zinc: {error}");
+            zinc_server::log_line!("zinc: {error}");
             ExitCode::FAILURE
         }
     }

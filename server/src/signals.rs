@@ -7,17 +7,17 @@ use signal_hook::iterator::Signals;
 /// Starts a thread that exits the process with status 0 on SIGTERM or SIGINT.
 pub fn exit_on_termination() {
     let Ok(mut signals) = Signals::new([SIGTERM, SIGINT]) else {
-        eprintln!("zinc: cannot install signal handlers");
+        crate::log_line!("zinc: cannot install signal handlers");
         return;
     };
     std::thread::Builder::new()
         .name("zinc-signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                eprintln!("zinc: signal {signal}: stopping");
+                crate::log_line!("zinc: signal {signal}: stopping");
                 std::process::exit(0);
             }
         })
         .map(|_| ())
-        .unwrap_or_else(|error| eprintln!("zinc: cannot start signal thread: {error}"));
+        .unwrap_or_else(|error| crate::log_line!("zinc: cannot start signal thread: {error}"));
 }

@@ -68,7 +68,7 @@ pub(crate) struct PendingPublish {
 /// Ends the process on an error that makes the log untrustworthy: nothing not durable may be
 /// acknowledged, so the server stops rather than carry on.
 fn fatal(error: impl std::fmt::Display) -> ! {
-    eprintln!("zinc: fatal: {error}");
+    crate::log_line!("zinc: fatal: {error}");
     std::process::exit(1);
 }
 
@@ -152,7 +152,7 @@ pub(crate) async fn wal_loop(wal: Rc<Wal<DmaDevice>>, shared: Arc<CrossShard>) {
         if error.is_fatal() {
             fatal(error);
         }
-        eprintln!("zinc: {error}; refusing writes, retrying every second");
+        crate::log_line!("zinc: {error}; refusing writes, retrying every second");
         log_blocked.store(true, Ordering::Release);
         loop {
             glommio::timer::sleep(Duration::from_secs(1)).await;
@@ -163,7 +163,7 @@ pub(crate) async fn wal_loop(wal: Rc<Wal<DmaDevice>>, shared: Arc<CrossShard>) {
             }
         }
         log_blocked.store(false, Ordering::Release);
-        eprintln!("zinc: the log is writing again; writes resume");
+        crate::log_line!("zinc: the log is writing again; writes resume");
     }
 }
 

@@ -96,9 +96,13 @@ fn placement(config: &Config, core_index: usize) -> Placement {
 }
 
 /// Opens the log on the core's executor and replays it over `root` (the state of the newest
-/// snapshot, or an empty tree).
-async fn recover(config: &Config, mut root: Tree) -> Result<(Tree, Wal<DmaDevice>), ShellError> {
+/// snapshot, or an empty tree); returns the tree, the log and how many txns were replayed.
+async fn recover(
+    config: &Config,
+    mut root: Tree,
+) -> Result<(Tree, Wal<DmaDevice>, usize), ShellError> {
     let dir = config.data_log_dir.join("wal");
+    let started = std::time::Instant::now();
     let device = DmaDevice::open(&dir).await?;
     let wal_config = WalConfig {
         segment_bytes: config.wal_segment_bytes,
@@ -106,8 +110,9 @@ async fn recover(config: &Config, mut root: Tree) -> Result<(Tree, Wal<DmaDevice
     };
     let (wal, recovered) = Wal::open(device, wal_config, root.last_zxid()).await?;
     if let Some((file, offset)) = &recovered.torn_tail {
-        eprintln!("zinc: {file}: torn last write cut off at byte {offset}");
+        crate::log_line!("zinc: {file}: torn last write cut off at byte {offset}");
     }
+    let read_ms = started.elapsed().as_millis();
     let count = recovered.records.len();
     for record in recovered.records {
         let entry = TxnEntry::from_bytes(&record.payload).map_err(|error| {
@@ -120,9 +125,13 @@ async fn recover(config: &Config, mut root: Tree) -> Result<(Tree, Wal<DmaDevice
         let _ = root.apply(&entry.header, &entry.txn);
     }
     if count > 0 {
-        eprintln!("zinc: replayed {count} txns from {}", dir.display());
+        crate::log_line!(
+            "zinc: replayed {count} txns from {} (read {read_ms} ms, applied {} ms)",
+            dir.display(),
+            started.elapsed().as_millis() - read_ms
+        );
     }
-    Ok((root, wal))
+    Ok((root, wal, count))
 }
 
 /// Runs the server until the process is stopped. Returns only on a startup error.
@@ -162,7 +171,7 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
             .name("zinc-core")
             .io_memory(IO_MEMORY_BYTES)
             .spawn(move || async move {
-                let (root, wal) = match recover(&config, root).await {
+                let (root, wal, replayed) = match recover(&config, root).await {
                     Ok(recovered) => recovered,
                     Err(error) => {
                         let _ = recovered_sender.send(Err(error));
@@ -183,7 +192,11 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                 glommio::spawn_local(core::wal_loop(wal.clone(), shared)).detach();
                 let (publish, pending) = core::publish_queue();
                 glommio::spawn_local(core::publish_loop(wal.clone(), senders, pending)).detach();
-                let (snapshots, roots) = snapshots::Snapshots::new(&config);
+                let (mut snapshots, roots) = snapshots::Snapshots::new(&config);
+                if replayed > 0 {
+                    // As ZooKeeper does at start: the next restart need not replay it all again.
+                    snapshots.request();
+                }
                 let snapshot_config = config.clone();
                 let snapshot_wal = wal.clone();
                 glommio::spawn_local(async move {
@@ -257,7 +270,7 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
             }
         }
     }
-    eprintln!("zinc: serving clients on {address}");
+    crate::log_line!("zinc: serving clients on {address}");
     for handle in handles {
         let _ = handle.join();
     }

@@ -264,7 +264,7 @@ pub(crate) async fn run(
                 glommio::spawn_local(async move { serve(shard, stream).await }).detach();
             }
             Err(error) => {
-                eprintln!("zinc: shard {}: accept failed: {error}", shard.id);
+                crate::log_line!("zinc: shard {}: accept failed: {error}", shard.id);
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -353,12 +353,12 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let peer = match stream.peer_addr() {
         Ok(peer) => peer,
         Err(error) => {
-            eprintln!("zinc: connection without a peer address: {error}");
+            crate::log_line!("zinc: connection without a peer address: {error}");
             return;
         }
     };
     if !admit(&shard, peer) {
-        eprintln!("zinc: too many connections from {}: refused", peer.ip());
+        crate::log_line!("zinc: too many connections from {}: refused", peer.ip());
         return;
     }
     let _ = stream.set_nodelay(true);
@@ -372,7 +372,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
     if let Err(reason) = read_loop(&shard, &conn, reader).await {
         if shard.config.frame_bytes_max > 0 && !reason.is_empty() {
-            eprintln!("zinc: closing connection from {peer}: {reason}");
+            crate::log_line!("zinc: closing connection from {peer}: {reason}");
         }
     }
     conn.close();

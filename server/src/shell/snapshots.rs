@@ -55,6 +55,11 @@ impl Snapshots {
         }
     }
 
+    /// Makes a snapshot due now (after a start that replayed the log).
+    pub(crate) fn request(&mut self) {
+        self.due = true;
+    }
+
     /// Hands `root` over if a snapshot is due and none is being written; otherwise it stays
     /// due and a later batch's root is offered.
     pub(crate) fn offer(&mut self, root: &Tree) {
@@ -74,7 +79,7 @@ pub(crate) async fn snapshot_loop(
     let (to_writer, results) = match spawn_writer(config.snapshot_dir(), keep) {
         Ok(writer) => writer,
         Err(error) => {
-            eprintln!("zinc: no snapshots: cannot start the snapshot writer: {error}");
+            crate::log_line!("zinc: no snapshots: cannot start the snapshot writer: {error}");
             return;
         }
     };
@@ -90,14 +95,16 @@ pub(crate) async fn snapshot_loop(
         match results.recv().await {
             Ok(Ok(Some(oldest_kept))) => {
                 if let Err(error) = wal.purge_through(oldest_kept).await {
-                    eprintln!(
+                    crate::log_line!(
                         "zinc: purging the log through 0x{:x}: {error}",
                         oldest_kept.0
                     );
                 }
             }
             Ok(Ok(None)) => {}
-            Ok(Err(error)) => eprintln!("zinc: snapshot at zxid 0x{:x} failed: {error}", zxid.0),
+            Ok(Err(error)) => {
+                crate::log_line!("zinc: snapshot at zxid 0x{:x} failed: {error}", zxid.0)
+            }
             Err(_) => return,
         }
     }
