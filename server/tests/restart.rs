@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::{buffer, create_body, path_and_flag, RawClient};
@@ -162,14 +161,7 @@ fn snapshots_bound_the_log_and_restarts_come_back_from_them() {
     for snapshot in files(&dir.path().join("snap"), ".rkyv") {
         damage(&snapshot);
     }
-    let child = Command::new(env!("CARGO_BIN_EXE_zinc"))
-        .args(["--port", &common::free_port().to_string()])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start zinc");
+    let child = common::spawn_zinc_piped(dir.path(), common::free_port());
     let output = common::run_checked_child(child, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "started without a valid snapshot");

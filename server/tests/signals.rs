@@ -3,21 +3,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
 fn sigterm_stops_the_server_even_with_stderr_closed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zinc"))
-        .args(["--port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start zinc");
+    let mut child = common::spawn_zinc_piped(dir.path(), port);
     let address = format!("127.0.0.1:{port}").parse().expect("address");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !common::four_letter_word(address, "srvr").contains("Mode: ") {

@@ -196,6 +196,19 @@ impl Drop for Zinc {
     }
 }
 
+/// Starts `zinc` on `data` and `port` with stderr piped and no readiness wait (for tests that
+/// watch it fail or stop).
+pub fn spawn_zinc_piped(data: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_zinc"))
+        .args(["--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start zinc")
+}
+
 pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 
 /// Apache ZooKeeper from Debian's package, standalone, same tick time as `Zinc`.
