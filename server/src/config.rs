@@ -65,6 +65,10 @@ pub struct Config {
     pub super_digest: Option<String>,
     pub shard_count: usize,
     pub pin_cores: bool,
+    /// Run the first shard on the Zab core's executor (`zinc.coreWithShard`); by default on
+    /// machines with 2 CPUs or fewer, where handing each batch between threads costs more than
+    /// the batch's work.
+    pub core_with_shard: bool,
     /// Per-session limit on requests read but not yet answered; beyond it the connection is not
     /// read until replies drain.
     pub session_requests_in_flight_max: usize,
@@ -107,6 +111,7 @@ impl Default for Config {
             server_id: 0,
             super_digest: None,
             shard_count: default_shard_count(),
+            core_with_shard: cpu_count() <= 2,
             pin_cores: false,
             session_requests_in_flight_max: 1000,
             connection_outbound_bytes_max: 4 << 20,
@@ -114,10 +119,13 @@ impl Default for Config {
     }
 }
 
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// One shard core per CPU beyond the Zab core, at least one.
 fn default_shard_count() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cpus.saturating_sub(1).max(1)
+    cpu_count().saturating_sub(1).max(1)
 }
 
 /// ZooKeeper keeps at least this many snapshots.
@@ -255,6 +263,7 @@ impl Config {
             }
             "zinc.shards" => self.shard_count = parse_positive::<u32>(value)? as usize,
             "zinc.pinCores" => self.pin_cores = parse_bool(value)?,
+            "zinc.coreWithShard" => self.core_with_shard = parse_bool(value)?,
             "zinc.sessionRequestsInFlightMax" => {
                 self.session_requests_in_flight_max = parse_positive::<u32>(value)? as usize
             }

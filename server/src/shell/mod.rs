@@ -11,7 +11,7 @@ pub mod stats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use glommio::channels::shared_channel;
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
 use zinc_protocol::txn::TxnEntry;
 use zinc_storage::tree::Tree;
@@ -134,6 +134,48 @@ async fn recover(
     Ok((root, wal, count))
 }
 
+/// What one shard needs to start serving.
+struct ShardStart {
+    index: usize,
+    address: SocketAddr,
+    config: Arc<Config>,
+    stats: Arc<ServerStats>,
+    root: Tree,
+    shared: Arc<shard::CrossShard>,
+    to_core: SharedSender<ToCore>,
+    from_core: SharedReceiver<ToShard>,
+    view_receiver: async_channel::Receiver<shard::ViewRequest>,
+    /// Told whether the shard listens.
+    bound: std::sync::mpsc::Sender<Result<(), ShellError>>,
+}
+
+/// Listens and runs one shard until the process ends.
+async fn serve_shard(start: ShardStart) {
+    let address = start.address;
+    let listener = match listen(address) {
+        Ok(listener) => listener,
+        Err(source) => {
+            let _ = start
+                .bound
+                .send(Err(ShellError::Listen { address, source }));
+            return;
+        }
+    };
+    let _ = start.bound.send(Ok(()));
+    // Same order as the core: its senders to the shards first, then its receivers.
+    let from_core = start.from_core.connect().await;
+    let to_core = start.to_core.connect().await;
+    let shard = shard::Shard::new(
+        start.index as u16,
+        start.config,
+        start.stats,
+        start.root,
+        start.shared,
+        to_core,
+    );
+    shard::run(shard, listener, from_core, start.view_receiver).await;
+}
+
 /// Runs the server until the process is stopped. Returns only on a startup error.
 pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
     let address = reserve_address(config.client_address)?;
@@ -162,11 +204,31 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
         view_requests,
     });
     let (recovered_sender, recovered_receiver) = std::sync::mpsc::channel();
+    let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
+    // On a small machine the first shard runs on the core's executor: a batch then crosses no
+    // thread between the shard and the core (hand-offs cost more than the work there).
+    let mut shard_ends: Vec<_> = shard_ends.into_iter().map(Some).collect();
+    let colocated = match config.core_with_shard {
+        true => shard_ends[0].take(),
+        false => None,
+    };
     let mut handles = Vec::new();
     {
         let config = config.clone();
         let stats = stats.clone();
         let shared = shared.clone();
+        let colocated = colocated.map(|(to_core, from_core)| ShardStart {
+            index: 0,
+            address,
+            config: config.clone(),
+            stats: stats.clone(),
+            root: Tree::new(),
+            shared: shared.clone(),
+            to_core,
+            from_core,
+            view_receiver: view_receivers[0].clone(),
+            bound: bound_sender.clone(),
+        });
         let handle = LocalExecutorBuilder::new(placement(&config, 0))
             .name("zinc-core")
             .io_memory(IO_MEMORY_BYTES)
@@ -179,6 +241,13 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                     }
                 };
                 let _ = recovered_sender.send(Ok(root.clone()));
+                if let Some(shard) = colocated {
+                    let shard = ShardStart {
+                        root: root.clone(),
+                        ..shard
+                    };
+                    glommio::spawn_local(serve_shard(shard)).detach();
+                }
                 let mut senders = Vec::new();
                 for sender in to_shard_senders {
                     senders.push(sender.connect().await);
@@ -223,35 +292,28 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
             })
         }
     };
-    let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
-
-    for (index, (to_core, from_core)) in shard_ends.into_iter().enumerate() {
-        let config = config.clone();
-        let stats = stats.clone();
-        let root = root.clone();
-        let shared = shared.clone();
+    for (index, ends) in shard_ends.into_iter().enumerate() {
         let view_receiver = view_receivers.remove(0);
-        let bound = bound_sender.clone();
+        let Some((to_core, from_core)) = ends else {
+            continue;
+        };
+        let shard = ShardStart {
+            index,
+            address,
+            config: config.clone(),
+            stats: stats.clone(),
+            root: root.clone(),
+            shared: shared.clone(),
+            to_core,
+            from_core,
+            view_receiver,
+            bound: bound_sender.clone(),
+        };
         let name = format!("zinc-shard-{index}");
         let handle = LocalExecutorBuilder::new(placement(&config, index + 1))
             .name(&name)
             .io_memory(IO_MEMORY_BYTES)
-            .spawn(move || async move {
-                let listener = match listen(address) {
-                    Ok(listener) => listener,
-                    Err(error) => {
-                        let source = std::io::Error::other(error.to_string());
-                        let _ = bound.send(Err(ShellError::Listen { address, source }));
-                        return;
-                    }
-                };
-                let _ = bound.send(Ok(()));
-                // Same order as the core: its senders to the shards first, then its receivers.
-                let from_core = from_core.connect().await;
-                let to_core = to_core.connect().await;
-                let shard = shard::Shard::new(index as u16, config, stats, root, shared, to_core);
-                shard::run(shard, listener, from_core, view_receiver).await;
-            })
+            .spawn(move || serve_shard(shard))
             .map_err(|e| ShellError::Executor {
                 name: name.clone(),
                 message: e.to_string(),
