@@ -99,9 +99,11 @@ pub fn four_letter_word(address: SocketAddr, word: &str) -> String {
     out
 }
 
+/// Waits until the server serves sessions: ZooKeeper answers `ruok` before that (connections
+/// are then closed, "ZooKeeperServer not running"); `srvr` shows a mode only once it serves.
 fn wait_ready(mut server: ServerProcess) -> Result<ServerProcess, BenchError> {
     let deadline = Instant::now() + READY_TIMEOUT;
-    while four_letter_word(server.address, "ruok") != "imok" {
+    while !four_letter_word(server.address, "srvr").contains("Mode: ") {
         if let Ok(Some(status)) = server.child.try_wait() {
             return Err(BenchError::Invalid(format!(
                 "{} exited before it was ready: {status}",
@@ -110,7 +112,7 @@ fn wait_ready(mut server: ServerProcess) -> Result<ServerProcess, BenchError> {
         }
         if Instant::now() > deadline {
             return Err(BenchError::Invalid(format!(
-                "{} did not answer ruok on {} within {READY_TIMEOUT:?}",
+                "{} did not serve on {} within {READY_TIMEOUT:?}",
                 server.name, server.address
             )));
         }
