@@ -26,6 +26,17 @@ fn kazoo_scenarios_match_zookeeper_on_three_shards() {
     compare_with_zookeeper(&Zinc::start_with(&["--shards", "3"]));
 }
 
+/// The Zab core on an executor of its own, as on machines with more than 2 CPUs (on smaller
+/// ones, the default, it shares the first shard's).
+#[test]
+fn kazoo_scenarios_match_zookeeper_with_a_dedicated_core() {
+    let config_dir = tempfile::tempdir().expect("temp dir");
+    let config = config_dir.path().join("zoo.cfg");
+    std::fs::write(&config, "zinc.coreWithShard=false\n").expect("write zoo.cfg");
+    let config = config.to_str().expect("utf-8 path");
+    compare_with_zookeeper(&Zinc::start_with(&["--config", config, "--shards", "2"]));
+}
+
 fn compare_with_zookeeper(zinc: &Zinc) {
     let zookeeper = ZooKeeper::start();
     let (zinc_lines, zookeeper_lines) = std::thread::scope(|scope| {
