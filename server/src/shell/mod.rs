@@ -140,7 +140,6 @@ struct ShardStart {
     address: SocketAddr,
     config: Arc<Config>,
     stats: Arc<ServerStats>,
-    root: Tree,
     shared: Arc<shard::CrossShard>,
     to_core: SharedSender<ToCore>,
     from_core: SharedReceiver<ToShard>,
@@ -149,8 +148,8 @@ struct ShardStart {
     bound: std::sync::mpsc::Sender<Result<(), ShellError>>,
 }
 
-/// Listens and runs one shard until the process ends.
-async fn serve_shard(start: ShardStart) {
+/// Listens and runs one shard, starting from `root`, until the process ends.
+async fn serve_shard(start: ShardStart, root: Tree) {
     let address = start.address;
     let listener = match listen(address) {
         Ok(listener) => listener,
@@ -169,7 +168,7 @@ async fn serve_shard(start: ShardStart) {
         start.index as u16,
         start.config,
         start.stats,
-        start.root,
+        root,
         start.shared,
         to_core,
     );
@@ -184,18 +183,7 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
         ..config
     });
     let stats = Arc::new(ServerStats::default());
-    let mut to_core_receivers = Vec::new();
-    let mut to_shard_senders = Vec::new();
-    let mut shard_ends = Vec::new();
-    for _ in 0..config.shard_count {
-        let (to_core, from_shard) = shared_channel::new_bounded::<ToCore>(CHANNEL_CAPACITY);
-        let (to_shard, from_core) = shared_channel::new_bounded::<ToShard>(CHANNEL_CAPACITY);
-        to_core_receivers.push(from_shard);
-        to_shard_senders.push(to_shard);
-        shard_ends.push((to_core, from_core));
-    }
-
-    let (view_requests, mut view_receivers): (Vec<_>, Vec<_>) = (0..config.shard_count)
+    let (view_requests, view_receivers): (Vec<_>, Vec<_>) = (0..config.shard_count)
         .map(|_| async_channel::bounded(shard::VIEW_REQUESTS_QUEUED_MAX))
         .unzip();
     let shared = Arc::new(shard::CrossShard {
@@ -203,32 +191,36 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
         log_blocked: std::sync::atomic::AtomicBool::new(false),
         view_requests,
     });
-    let (recovered_sender, recovered_receiver) = std::sync::mpsc::channel();
     let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
+    let mut to_core_receivers = Vec::new();
+    let mut to_shard_senders = Vec::new();
+    let mut shard_starts = Vec::new();
+    for (index, view_receiver) in view_receivers.into_iter().enumerate() {
+        let (to_core, from_shard) = shared_channel::new_bounded::<ToCore>(CHANNEL_CAPACITY);
+        let (to_shard, from_core) = shared_channel::new_bounded::<ToShard>(CHANNEL_CAPACITY);
+        to_core_receivers.push(from_shard);
+        to_shard_senders.push(to_shard);
+        shard_starts.push(ShardStart {
+            index,
+            address,
+            config: config.clone(),
+            stats: stats.clone(),
+            shared: shared.clone(),
+            to_core,
+            from_core,
+            view_receiver,
+            bound: bound_sender.clone(),
+        });
+    }
     // On a small machine the first shard runs on the core's executor: a batch then crosses no
     // thread between the shard and the core (hand-offs cost more than the work there).
-    let mut shard_ends: Vec<_> = shard_ends.into_iter().map(Some).collect();
-    let colocated = match config.core_with_shard {
-        true => shard_ends[0].take(),
-        false => None,
-    };
+    let colocated = config.core_with_shard.then(|| shard_starts.remove(0));
+    let (recovered_sender, recovered_receiver) = std::sync::mpsc::channel();
     let mut handles = Vec::new();
     {
         let config = config.clone();
         let stats = stats.clone();
         let shared = shared.clone();
-        let colocated = colocated.map(|(to_core, from_core)| ShardStart {
-            index: 0,
-            address,
-            config: config.clone(),
-            stats: stats.clone(),
-            root: Tree::new(),
-            shared: shared.clone(),
-            to_core,
-            from_core,
-            view_receiver: view_receivers[0].clone(),
-            bound: bound_sender.clone(),
-        });
         let handle = LocalExecutorBuilder::new(placement(&config, 0))
             .name("zinc-core")
             .io_memory(IO_MEMORY_BYTES)
@@ -242,11 +234,7 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                 };
                 let _ = recovered_sender.send(Ok(root.clone()));
                 if let Some(shard) = colocated {
-                    let shard = ShardStart {
-                        root: root.clone(),
-                        ..shard
-                    };
-                    glommio::spawn_local(serve_shard(shard)).detach();
+                    glommio::spawn_local(serve_shard(shard, root.clone())).detach();
                 }
                 let mut senders = Vec::new();
                 for sender in to_shard_senders {
@@ -266,12 +254,8 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                     // As ZooKeeper does at start: the next restart need not replay it all again.
                     snapshots.request();
                 }
-                let snapshot_config = config.clone();
-                let snapshot_wal = wal.clone();
-                glommio::spawn_local(async move {
-                    snapshots::snapshot_loop(snapshot_wal, &snapshot_config, roots).await
-                })
-                .detach();
+                let snapshot_loop = snapshots::snapshot_loop(wal.clone(), config.clone(), roots);
+                glommio::spawn_local(snapshot_loop).detach();
                 let preparer = Preparer::new(root, config.extended_types_enabled);
                 let core = core::Core::new(config, stats, preparer, wal, publish, snapshots);
                 core::run(core, inbox).await;
@@ -292,28 +276,13 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
             })
         }
     };
-    for (index, ends) in shard_ends.into_iter().enumerate() {
-        let view_receiver = view_receivers.remove(0);
-        let Some((to_core, from_core)) = ends else {
-            continue;
-        };
-        let shard = ShardStart {
-            index,
-            address,
-            config: config.clone(),
-            stats: stats.clone(),
-            root: root.clone(),
-            shared: shared.clone(),
-            to_core,
-            from_core,
-            view_receiver,
-            bound: bound_sender.clone(),
-        };
-        let name = format!("zinc-shard-{index}");
-        let handle = LocalExecutorBuilder::new(placement(&config, index + 1))
+    for shard in shard_starts {
+        let name = format!("zinc-shard-{}", shard.index);
+        let root = root.clone();
+        let handle = LocalExecutorBuilder::new(placement(&config, shard.index + 1))
             .name(&name)
             .io_memory(IO_MEMORY_BYTES)
-            .spawn(move || serve_shard(shard))
+            .spawn(move || serve_shard(shard, root))
             .map_err(|e| ShellError::Executor {
                 name: name.clone(),
                 message: e.to_string(),

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use zinc_protocol::Zxid;
@@ -72,7 +72,7 @@ impl Snapshots {
 /// Takes each offered root to disk and purges the log behind the snapshots kept.
 pub(crate) async fn snapshot_loop(
     wal: Rc<Wal<DmaDevice>>,
-    config: &Config,
+    config: Arc<Config>,
     roots: LocalReceiver<Tree>,
 ) {
     let keep = config.snap_retain_count as usize;
