@@ -275,27 +275,23 @@ impl<L: Leaf> Trie<L> {
         Trie::from_hashed(hashed)
     }
 
-    fn from_hashed(mut hashed: Vec<(u64, L)>) -> Result<Trie<L>, L> {
+    fn from_hashed(hashed: Vec<(u64, L)>) -> Result<Trie<L>, L> {
         if hashed.is_empty() {
             return Ok(Trie::default());
         }
         // Ordered by the chunks in the order the levels use them, every branch's leaves are
-        // one run, and within it every slot's.
-        if hashed.len() > 1 {
-            let mut keys: Vec<(u128, usize)> = hashed
-                .iter()
-                .enumerate()
-                .map(|(at, (hash, _))| (level_order(*hash), at))
-                .collect();
-            keys.sort_unstable();
-            let mut slots: Vec<Option<(u64, L)>> = hashed.into_iter().map(Some).collect();
-            hashed = keys
-                .into_iter()
-                .filter_map(|(_, at)| slots[at].take())
-                .collect();
-        }
+        // one run, and within it every slot's. The sort key is computed once per leaf.
+        let mut keyed: Vec<(u128, u64, L)> = hashed
+            .into_iter()
+            .map(|(hash, leaf)| (level_order(hash), hash, leaf))
+            .collect();
+        keyed.sort_unstable_by_key(|(key, _, _)| *key);
+        let sorted = keyed
+            .into_iter()
+            .map(|(_, hash, leaf)| (hash, leaf))
+            .collect();
         Ok(Trie {
-            root: Some(build_branch(hashed, 0)?),
+            root: Some(build_branch(sorted, 0)?),
         })
     }
 }
