@@ -59,8 +59,9 @@ struct Queued {
 /// What the head of a session's queue waits for.
 enum Turn {
     Execute(RequestHeader, Request),
-    /// The session's writes in flight; their replies drain the queue again.
-    Writes,
+    /// Nothing to do now: the queue is empty, or its head waits for the session's writes in
+    /// flight. The next frame or reply drains the queue again.
+    Wait,
     /// This shard's root to reach the zxid.
     Root(i64),
     /// A request for the core while the log cannot write: answered ThrottledOp at once.
@@ -499,12 +500,7 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Resul
     shard.touched.borrow_mut().insert(session);
     let Some(op) = OpCode::from_i32(header.op_type) else {
         // An unknown operation is answered, not fatal.
-        let reply = ReplyHeader {
-            xid: header.xid,
-            zxid: shard.last_zxid.get(),
-            err: ErrorCode::Unimplemented.as_i32(),
-        };
-        conn.send(&reply, None);
+        send_error(shard, conn, header.xid, ErrorCode::Unimplemented);
         return Ok(());
     };
     conn.last_op.set(Some(op));
@@ -539,7 +535,7 @@ async fn drain_queue(shard: &Rc<Shard>, conn: &Rc<Conn>) {
     loop {
         let (header, request) = match next_turn(shard, conn) {
             Turn::Execute(header, request) => (header, request),
-            Turn::Writes => {
+            Turn::Wait => {
                 conn.draining.set(false);
                 return;
             }
@@ -548,12 +544,7 @@ async fn drain_queue(shard: &Rc<Shard>, conn: &Rc<Conn>) {
                 continue;
             }
             Turn::Refuse(header) => {
-                let reply = ReplyHeader {
-                    xid: header.xid,
-                    zxid: shard.last_zxid.get(),
-                    err: ErrorCode::ThrottledOp.as_i32(),
-                };
-                conn.send(&reply, None);
+                send_error(shard, conn, header.xid, ErrorCode::ThrottledOp);
                 continue;
             }
         };
@@ -575,16 +566,15 @@ async fn drain_queue(shard: &Rc<Shard>, conn: &Rc<Conn>) {
     }
 }
 
-/// The next request to execute, or what the head of the queue waits for. An empty queue waits
-/// like a write: the next frame or reply drains it again.
+/// The next request to execute, or what the head of the queue waits for.
 fn next_turn(shard: &Shard, conn: &Conn) -> Turn {
     let mut queue = conn.queue.borrow_mut();
     let Some(head) = queue.front() else {
-        return Turn::Writes;
+        return Turn::Wait;
     };
     if !exec::goes_through_core(&head.request) {
         if conn.writes_in_flight.get() > 0 {
-            return Turn::Writes;
+            return Turn::Wait;
         }
         if head.zxid_min > shard.last_zxid.get() {
             return Turn::Root(head.zxid_min);
@@ -592,7 +582,7 @@ fn next_turn(shard: &Shard, conn: &Conn) -> Turn {
     } else if shard.shared.log_blocked.load(Ordering::Acquire) {
         // Refused in order: after the session's writes already with the core are answered.
         if conn.writes_in_flight.get() > 0 {
-            return Turn::Writes;
+            return Turn::Wait;
         }
         let header = head.header;
         queue.pop_front();
@@ -602,7 +592,7 @@ fn next_turn(shard: &Shard, conn: &Conn) -> Turn {
         Some(Queued {
             header, request, ..
         }) => Turn::Execute(header, request),
-        None => Turn::Writes,
+        None => Turn::Wait,
     }
 }
 
@@ -651,6 +641,16 @@ fn execute_local(
             conn.send(&reply, None);
         }
     }
+}
+
+/// Answers request `xid` with an error and no body.
+fn send_error(shard: &Shard, conn: &Conn, xid: i32, err: ErrorCode) {
+    let reply = ReplyHeader {
+        xid,
+        zxid: shard.last_zxid.get(),
+        err: err.as_i32(),
+    };
+    conn.send(&reply, None);
 }
 
 /// Sends a watch event; notifications carry zxid -1, as ZooKeeper sends them.
