@@ -17,6 +17,33 @@ use zinc_protocol::txn::{CreateTxn, DeleteTxn, SetDataTxn, Txn, TxnHeader};
 use zinc_protocol::Acl;
 use zinc_storage::tree::Tree;
 
+/// Counts the bytes the process holds from the allocator, so the benchmark can tell the tree's
+/// live memory from what the allocator keeps around it.
+struct Counting;
+
+static LIVE_BYTES: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract for `dealloc` is passed on as is.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> i64 {
+    LIVE_BYTES.load(std::sync::atomic::Ordering::Relaxed) as i64
+}
+
 const PER_DIRECTORY: usize = 1000;
 const CHUNK: usize = 50_000;
 const READS: usize = 2_000_000;
@@ -26,8 +53,12 @@ fn node_path(i: usize) -> String {
     format!("/bench/d{:04}/n{i:06}", i / PER_DIRECTORY)
 }
 
-/// Resident set size of this process, from /proc/self/statm.
+/// Resident set size of this process, from /proc/self/statm, after the allocator has returned
+/// the free memory it holds (the txns built for the load are freed by then and are not part of
+/// the tree).
 fn rss_bytes() -> u64 {
+    // SAFETY: malloc_trim only releases free memory of the C allocator this binary uses.
+    unsafe { libc::malloc_trim(0) };
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
@@ -100,7 +131,7 @@ impl Load {
             client_id: 1,
             cxid: 0,
             zxid: self.zxid,
-            time: 1_700_000_000_000 + self.zxid,
+            time: 1_764_547_200_000 + (self.zxid & 0xffff_ffff),
             op_type: txn.op().as_i32(),
         }
     }
@@ -170,9 +201,12 @@ fn main() {
     println!("zinc tree benchmark: {znodes} znodes, {data_bytes}-byte data, one thread");
 
     let rss_empty = rss_bytes();
+    let live_empty = live_bytes();
     let mut load = Load {
         tree: Tree::new(),
-        zxid: 0,
+        // Epoch 1, as a server's zxids are after its first election (zxids are stored as
+        // variable-length integers, so small ones would flatter the memory figure).
+        zxid: 1 << 32,
     };
     load.run(1, None, |_| create("/bench".into(), &Bytes::new()));
     load.run(directories, None, |d| {
@@ -182,6 +216,8 @@ fn main() {
     report("create", znodes, took);
     let rss_loaded = rss_bytes();
     let per_znode = (rss_loaded - rss_empty) as f64 / znodes as f64;
+    let live_per_znode = (live_bytes() - live_empty) as f64 / znodes as f64;
+    println!("live heap: {live_per_znode:.0} bytes/znode (allocations requested)");
     println!(
         "resident memory: {:.1} MiB for {znodes} znodes = {per_znode:.0} bytes/znode (RSS delta)",
         (rss_loaded - rss_empty) as f64 / (1 << 20) as f64

@@ -264,31 +264,31 @@ impl Tree {
         if name.len() > NAME_BYTES_MAX {
             return Err(ErrorCode::BadArguments);
         }
-        let mut child = Node::new(NewNode {
-            name: name.as_bytes(),
+        let child = Node::new(NewNode {
+            path: spec.path,
             data: spec.data,
             acl: self.intern_acl(spec.acl),
             ephemeral_owner: spec.ephemeral_owner,
             zxid: context.zxid,
             time: context.time,
         });
-        let (_, child_digest) = child.refresh_digest(spec.path);
+        let child_digest = child.digest();
         let stat = child.stat();
         // One walk: a failure leaves the contents as they were (at most a copy was unshared).
         let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
-        let meta = parent.meta_mut();
-        if meta.children.insert_new(child).is_err() {
+        if parent.children_mut().insert_new(child).is_err() {
             return Err(ErrorCode::NodeExists);
         }
-        let cversion = match spec.parent_cversion {
-            -1 => meta.cversion.wrapping_add(1),
-            given => given,
-        };
-        if cversion > meta.cversion {
-            meta.cversion = cversion;
-            meta.pzxid = context.zxid;
-        }
-        let (old, new) = parent.refresh_digest(parent_path);
+        let (old, new) = parent.update_stat(parent_path, |stat| {
+            let cversion = match spec.parent_cversion {
+                -1 => stat.cversion.wrapping_add(1),
+                given => given,
+            };
+            if cversion > stat.cversion {
+                stat.cversion = cversion;
+                stat.pzxid = context.zxid;
+            }
+        });
         self.replace_digest(old, new);
         self.digest = self.digest.wrapping_add(u64::from(child_digest));
         self.node_count += 1;
@@ -307,18 +307,19 @@ impl Tree {
         let Some(parent) = self.find(parent_path) else {
             return;
         };
+        let current = parent.persisted_stat().cversion;
         let cversion = match spec.parent_cversion {
-            -1 => parent.meta().cversion.wrapping_add(1),
+            -1 => current.wrapping_add(1),
             given => given,
         };
-        if cversion <= parent.meta().cversion {
+        if cversion <= current {
             return;
         }
         if let Some(parent) = self.find_mut(parent_path) {
-            let meta = parent.meta_mut();
-            meta.cversion = cversion;
-            meta.pzxid = context.zxid;
-            let (old, new) = parent.refresh_digest(parent_path);
+            let (old, new) = parent.update_stat(parent_path, |stat| {
+                stat.cversion = cversion;
+                stat.pzxid = context.zxid;
+            });
             self.replace_digest(old, new);
         }
     }
@@ -335,10 +336,10 @@ impl Tree {
         let (parent_path, name) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
         let (removed, old, new) = {
             let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
-            let meta = parent.meta_mut();
-            meta.pzxid = meta.pzxid.max(context.zxid);
-            let removed = meta.children.remove(name.as_bytes());
-            let (old, new) = parent.refresh_digest(parent_path);
+            let (old, new) = parent.update_stat(parent_path, |stat| {
+                stat.pzxid = stat.pzxid.max(context.zxid)
+            });
+            let removed = parent.children_mut().remove(name.as_bytes());
             (removed, old, new)
         };
         self.replace_digest(old, new);
@@ -353,11 +354,10 @@ impl Tree {
     fn forget_subtree(&mut self, path: &str, removed: &Node) {
         let mut stack = vec![(path.to_owned(), removed.clone())];
         while let Some((path, node)) = stack.pop() {
-            let meta = node.meta();
-            self.digest = self.digest.wrapping_sub(u64::from(meta.digest));
+            self.digest = self.digest.wrapping_sub(u64::from(node.digest()));
             self.node_count -= 1;
-            self.unindex_kind(&path, meta.ephemeral_owner);
-            meta.children.for_each(|child| {
+            self.unindex_kind(&path, node.persisted_stat().ephemeral_owner);
+            node.children().for_each(|child| {
                 let name = String::from_utf8_lossy(child.name());
                 stack.push((format!("{path}/{name}"), child.clone()));
             });
@@ -374,12 +374,12 @@ impl Tree {
     ) -> Result<Stat, ErrorCode> {
         let (stat, old, new) = {
             let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
-            let mut changed = node.with_data(data);
-            let meta = changed.meta_mut();
-            meta.mtime = context.time;
-            meta.mzxid = context.zxid;
-            meta.version = version;
-            let (old, new) = changed.refresh_digest(path);
+            let changed = node.with_data(path, data, |stat| {
+                stat.mtime = context.time;
+                stat.mzxid = context.zxid;
+                stat.version = version;
+            });
+            let (old, new) = (node.digest(), changed.digest());
             *node = changed;
             (node.stat(), old, new)
         };
@@ -392,10 +392,8 @@ impl Tree {
         let acl = self.intern_acl(acl);
         let (stat, old, new) = {
             let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
-            let meta = node.meta_mut();
-            meta.acl = acl;
-            meta.aversion = version;
-            let (old, new) = node.refresh_digest(path);
+            node.set_acl(acl);
+            let (old, new) = node.update_stat(path, |stat| stat.aversion = version);
             (node.stat(), old, new)
         };
         self.replace_digest(old, new);
@@ -411,43 +409,21 @@ impl Tree {
         data: Option<&[u8]>,
         acl: AclRef,
     ) -> Result<(u32, u32), ErrorCode> {
-        let name = match split_parent(path) {
-            Some((_, name)) => name,
-            None if path == "/" => "",
-            None => return Err(ErrorCode::BadArguments),
-        };
-        let existing = self.find(path).cloned();
-        let old_digest = existing.as_ref().map_or(0, |node| node.meta().digest);
-        let mut meta = match existing {
-            Some(node) => node.meta().clone(),
-            None => Node::new(NewNode {
-                name: name.as_bytes(),
-                data: None,
-                acl: acl.clone(),
-                ephemeral_owner: 0,
-                zxid: 0,
-                time: 0,
-            })
-            .meta()
-            .clone(),
-        };
-        meta.czxid = stat.czxid;
-        meta.mzxid = stat.mzxid;
-        meta.pzxid = stat.pzxid;
-        meta.ctime = stat.ctime;
-        meta.mtime = stat.mtime;
-        meta.version = stat.version;
-        meta.cversion = stat.cversion;
-        meta.aversion = stat.aversion;
-        meta.ephemeral_owner = stat.ephemeral_owner;
-        meta.acl = acl;
-        let mut node = Node::assemble(meta, name.as_bytes(), data);
-        let (_, new_digest) = node.refresh_digest(path);
+        if path != "/" && split_parent(path).is_none() {
+            return Err(ErrorCode::BadArguments);
+        }
+        let existing = self.find(path);
+        let old_digest = existing.map_or(0, Node::digest);
+        let children = existing
+            .map(|node| node.children().clone())
+            .unwrap_or_default();
+        let node = Node::restored(path, stat, data, acl, children);
+        let new_digest = node.digest();
         match split_parent(path) {
             None => self.root = node,
             Some((parent_path, _)) => {
                 let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
-                parent.meta_mut().children.insert(node);
+                parent.children_mut().insert(node);
             }
         }
         Ok((old_digest, new_digest))

@@ -129,9 +129,9 @@ impl Tree {
     pub fn new() -> Tree {
         let acls = Arc::new(SharedInterner::default());
         let open = acls.intern(&Acl::open_unsafe());
-        let empty = |name: &'static str, acl| {
+        let empty = |path: &'static str, acl| {
             Node::new(NewNode {
-                name: name.as_bytes(),
+                path,
                 data: Some(&[]),
                 acl,
                 ephemeral_owner: 0,
@@ -139,35 +139,31 @@ impl Tree {
                 time: 0,
             })
         };
-        let mut config = empty("config", acls.intern(&Acl::read_unsafe()));
-        config.meta_mut().aversion = -1;
-        let mut zookeeper = empty("zookeeper", open.clone());
-        zookeeper
-            .meta_mut()
-            .children
-            .insert(empty("quota", open.clone()));
-        zookeeper.meta_mut().children.insert(config);
-        let mut root = empty("", open);
-        root.meta_mut().children.insert(zookeeper);
-        let mut tree = Tree {
+        let mut config = empty("/zookeeper/config", acls.intern(&Acl::read_unsafe()));
+        config.update_stat("/zookeeper/config", |stat| stat.aversion = -1);
+        let mut zookeeper = empty("/zookeeper", open.clone());
+        let quota = empty("/zookeeper/quota", open.clone());
+        zookeeper.children_mut().insert(quota);
+        zookeeper.children_mut().insert(config);
+        let mut root = empty("/", open);
+        let digest = [&root, &zookeeper]
+            .iter()
+            .map(|node| u64::from(node.digest()))
+            .sum();
+        root.children_mut().insert(zookeeper);
+        Tree {
             root,
             sessions: Trie::default(),
             ephemerals: Trie::default(),
             containers: Trie::default(),
             ttls: Trie::default(),
             node_count: 4,
-            digest: 0,
+            // The two nodes under /zookeeper count as zero.
+            digest,
             last_zxid: 0,
             acls,
             last_acl: None,
-        };
-        for path in ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
-            if let Some(node) = tree.find_mut(path) {
-                let (_, new) = node.refresh_digest(path);
-                tree.digest = tree.digest.wrapping_add(u64::from(new));
-            }
         }
-        tree
     }
 
     fn intern_acl(&mut self, acl: &[Acl]) -> AclRef {
@@ -187,7 +183,7 @@ impl Tree {
             return Some(node);
         }
         for name in components(path)? {
-            node = node.meta().children.get(name.as_bytes())?;
+            node = node.children().get(name.as_bytes())?;
         }
         Some(node)
     }
@@ -199,7 +195,7 @@ impl Tree {
             return Some(node);
         }
         for name in components(path)? {
-            node = node.meta_mut().children.get_mut(name.as_bytes())?;
+            node = node.children_mut().get_mut(name.as_bytes())?;
         }
         Some(node)
     }
@@ -235,7 +231,7 @@ impl Tree {
     /// `getACL`: the ACL list and the Stat.
     pub fn acl(&self, path: &str) -> Option<(Vec<Acl>, Stat)> {
         self.find(path)
-            .map(|node| (node.meta().acl.as_ref().clone(), node.stat()))
+            .map(|node| (node.acl().as_ref().clone(), node.stat()))
     }
 
     /// `getAllChildrenNumber`: how many nodes lie below `path` (all depths).
@@ -247,9 +243,9 @@ impl Tree {
         let mut count = 0u64;
         let mut stack = vec![node.clone()];
         while let Some(node) = stack.pop() {
-            node.meta().children.for_each(|child| {
+            node.children().for_each(|child| {
                 count += 1;
-                if !child.meta().children.is_empty() {
+                if !child.children().is_empty() {
                     stack.push(child.clone());
                 }
             });
@@ -292,20 +288,19 @@ impl Tree {
         let mut out = Vec::new();
         self.containers.for_each(|entry| {
             if let Some(node) = self.find(&entry.0) {
-                let meta = node.meta();
-                if meta.cversion > 0 && meta.children.is_empty() {
+                if node.persisted_stat().cversion > 0 && node.children().is_empty() {
                     out.push(entry.0.to_string());
                 }
             }
         });
         self.ttls.for_each(|entry| {
             if let Some(node) = self.find(&entry.0) {
-                let meta = node.meta();
-                let NodeKind::Ttl { ttl_ms } = NodeKind::from_ephemeral_owner(meta.ephemeral_owner)
+                let stat = node.persisted_stat();
+                let NodeKind::Ttl { ttl_ms } = NodeKind::from_ephemeral_owner(stat.ephemeral_owner)
                 else {
                     return;
                 };
-                if meta.children.is_empty() && now_ms.saturating_sub(meta.mtime) > ttl_ms {
+                if node.children().is_empty() && now_ms.saturating_sub(stat.mtime) > ttl_ms {
                     out.push(entry.0.to_string());
                 }
             }
@@ -348,12 +343,12 @@ impl NodeRef<'_> {
     }
 
     pub fn acl(&self) -> &[Acl] {
-        self.0.meta().acl.as_slice()
+        self.0.acl().as_slice()
     }
 
     /// An id equal for nodes that share one interned ACL list (to store each list once).
     pub fn acl_id(&self) -> usize {
-        self.0.meta().acl.heap_ptr() as usize
+        self.0.acl().heap_ptr() as usize
     }
 }
 
@@ -370,12 +365,12 @@ impl Tree {
         let mut visited = 1u32;
         let mut stack = vec![(String::new(), 0u32, self.root.clone())];
         while let Some((path, index, node)) = stack.pop() {
-            node.meta().children.for_each(|child| {
+            node.children().for_each(|child| {
                 let child_path = format!("{path}/{}", String::from_utf8_lossy(child.name()));
                 let child_index = visited;
                 visited += 1;
                 visit(&child_path, index, NodeRef(child));
-                if !child.meta().children.is_empty() {
+                if !child.children().is_empty() {
                     stack.push((child_path, child_index, child.clone()));
                 }
             });
@@ -398,7 +393,9 @@ impl Tree {
             self.find(parent_path).ok_or(ErrorCode::NoNode)?;
         }
         if existed {
-            let old = self.find(path).map(|node| node.meta().ephemeral_owner);
+            let old = self
+                .find(path)
+                .map(|node| node.persisted_stat().ephemeral_owner);
             self.unindex_kind(path, old.unwrap_or(0));
         }
         let (old, new) = self.put_restored(path, stat, data, acl)?;
@@ -426,9 +423,8 @@ impl Tree {
 }
 
 fn child_names(node: &Node) -> Vec<String> {
-    let mut names = Vec::with_capacity(node.meta().children.len());
-    node.meta()
-        .children
+    let mut names = Vec::with_capacity(node.children().len());
+    node.children()
         .for_each(|child| names.push(String::from_utf8_lossy(child.name()).into_owned()));
     names
 }

@@ -1,45 +1,65 @@
-//! One znode as stored: a single allocation holding the persisted stat, the ACL reference, the
-//! children trie, the node's own name and its data. The full path is not stored; it is known
-//! from the walk that reached the node.
+//! One znode as stored: a single allocation holding a reference count, the node's digest, the
+//! ACL reference, the children trie, and a byte body with the stat, the node's own name and its
+//! data. The full path is not stored; it is known from the walk that reached the node.
+//!
+//! The body packs the stat as variable-length integers, the zxids and times after the first as
+//! differences (`mzxid - czxid`, `pzxid - czxid`, `mtime - ctime`): a node that was created and
+//! never changed stores its stat in about 18 bytes instead of 60, one changed since in a few
+//! bytes more. With a 4-byte reference count this keeps a znode with a short name and 100 bytes
+//! of data in one 160-byte heap block.
+//!
+//! Layout of the allocation (8-byte aligned):
+//!
+//! ```text
+//! Header { count: u32, digest: u32, acl: 8 bytes, children: 8 bytes }
+//! varint rest            length of everything after this varint
+//! varint name_len << 1 | data_is_null
+//! name                   name_len bytes (first: trie lookups compare names)
+//! stat                   nine zigzag varints: czxid, mzxid - czxid, pzxid - czxid, ctime,
+//!                        mtime - ctime, version, cversion, aversion, ephemeralOwner
+//! data                   the rest
+//! ```
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{self, AtomicU32, Ordering};
 
 use bytes::Bytes;
-use triomphe::ThinArc;
 use zinc_protocol::{Stat, StatPersisted};
 
 use super::acl::AclRef;
-use super::thin;
 use super::trie::{Leaf, Trie};
 
-/// `name_len` bit that says the data is null (absent), as opposed to empty.
-const DATA_NULL_BIT: u32 = 1 << 31;
-/// Longest child name the layout can hold.
-pub(crate) const NAME_BYTES_MAX: usize = (DATA_NULL_BIT - 1) as usize;
+/// Longest child name the layout can hold (the body length is a `u32`).
+pub(crate) const NAME_BYTES_MAX: usize = (u32::MAX >> 2) as usize;
+/// Most bytes a body (stat, name and data) can take.
+const BODY_BYTES_MAX: usize = u32::MAX as usize;
+/// Most bytes of an encoded stat: nine varints of at most ten bytes.
+const STAT_BYTES_MAX: usize = 90;
+/// Clones beyond this panic, so the count cannot wrap.
+const COUNT_MAX: u32 = u32::MAX / 2;
 
-/// The fixed part of a znode.
-#[derive(Clone)]
-pub(crate) struct Meta {
-    pub(crate) czxid: i64,
-    pub(crate) mzxid: i64,
-    pub(crate) pzxid: i64,
-    pub(crate) ctime: i64,
-    pub(crate) mtime: i64,
-    pub(crate) ephemeral_owner: i64,
-    pub(crate) version: i32,
-    /// Children ever created (what txns and sequential names use); clients see
-    /// `2 * cversion - numChildren`, i.e. creates plus deletes.
-    pub(crate) cversion: i32,
-    pub(crate) aversion: i32,
+/// The fixed part at the start of every node's allocation.
+#[repr(C)]
+struct Header {
+    count: AtomicU32,
     /// This node's contribution to the tree digest (see `node_digest`).
-    pub(crate) digest: u32,
-    /// Length of the name prefix of the byte slice, plus `DATA_NULL_BIT`.
-    name_len: u32,
-    pub(crate) acl: AclRef,
-    pub(crate) children: Trie<Node>,
+    digest: u32,
+    acl: AclRef,
+    children: Trie<Node>,
 }
 
+const HEADER_BYTES: usize = std::mem::size_of::<Header>();
+
 /// A znode: cheap to clone (one reference count), copied only when written while shared.
-#[derive(Clone)]
-pub(crate) struct Node(ThinArc<Meta, u8>);
+pub(crate) struct Node(NonNull<Header>);
+
+// SAFETY: a node is immutable while shared (every write goes through `&mut Node` and copies the
+// allocation unless the count is 1), the count is atomic, and the header's fields are Send and
+// Sync; so sharing and sending nodes across threads is as safe as for `Arc<Header>`.
+unsafe impl Send for Node {}
+// SAFETY: as for `Send` above.
+unsafe impl Sync for Node {}
 
 impl Leaf for Node {
     type Key = [u8];
@@ -48,9 +68,10 @@ impl Leaf for Node {
     }
 }
 
-/// The stat fields a new node starts with.
+/// A new node: its full path (for the digest; the name is its last component) and the stat
+/// fields it starts with.
 pub(crate) struct NewNode<'a> {
-    pub(crate) name: &'a [u8],
+    pub(crate) path: &'a str,
     pub(crate) data: Option<&'a [u8]>,
     pub(crate) acl: AclRef,
     pub(crate) ephemeral_owner: i64,
@@ -58,10 +79,16 @@ pub(crate) struct NewNode<'a> {
     pub(crate) time: i64,
 }
 
+/// Where the parts of a node's body are.
+struct Parts<'a> {
+    stat: &'a [u8],
+    name: &'a [u8],
+    data: Option<&'a [u8]>,
+}
+
 impl Node {
     pub(crate) fn new(fields: NewNode<'_>) -> Node {
-        assert!(fields.name.len() <= NAME_BYTES_MAX, "znode name too long");
-        let meta = Meta {
+        let stat = StatPersisted {
             czxid: fields.zxid,
             mzxid: fields.zxid,
             pzxid: fields.zxid,
@@ -71,15 +98,10 @@ impl Node {
             version: 0,
             cversion: 0,
             aversion: 0,
-            digest: 0,
-            name_len: 0,
-            acl: fields.acl,
-            children: Trie::default(),
         };
-        Node::assemble(meta, fields.name, fields.data)
+        Node::restored(fields.path, &stat, fields.data, fields.acl, Trie::default())
     }
 
-    /// Builds a node from its parts (the digest field is left for the caller to set).
     /// A node as a snapshot recorded it, with its children already built and its digest
     /// computed for `path`.
     pub(crate) fn restored(
@@ -89,130 +111,246 @@ impl Node {
         acl: AclRef,
         children: Trie<Node>,
     ) -> Node {
-        let name = match path.rfind('/') {
-            Some(slash) => &path[slash + 1..],
-            None => "",
-        };
-        let mut meta = Meta {
-            czxid: stat.czxid,
-            mzxid: stat.mzxid,
-            pzxid: stat.pzxid,
-            ctime: stat.ctime,
-            mtime: stat.mtime,
-            ephemeral_owner: stat.ephemeral_owner,
-            version: stat.version,
-            cversion: stat.cversion,
-            aversion: stat.aversion,
-            digest: 0,
-            name_len: 0,
-            acl,
-            children,
-        };
-        meta.digest = node_digest(path, data, &meta);
-        Node::assemble(meta, name.as_bytes(), data)
+        let digest = node_digest(path, data, stat);
+        Node::build(digest, acl, children, stat, last_component(path), data)
     }
 
-    pub(crate) fn assemble(mut meta: Meta, name: &[u8], data: Option<&[u8]>) -> Node {
-        meta.name_len = name.len() as u32 | if data.is_none() { DATA_NULL_BIT } else { 0 };
-        let data = data.unwrap_or_default();
-        let name_len = name.len();
-        let zeros = std::iter::repeat_n(0u8, name_len + data.len());
-        let mut arc = ThinArc::from_header_and_iter(meta, zeros);
-        match thin::get_mut(&mut arc) {
-            Some(inner) => {
-                let slice = inner.slice_mut();
-                slice[..name_len].copy_from_slice(name);
-                slice[name_len..].copy_from_slice(data);
+    /// One new allocation holding all of a node's parts, with a count of 1.
+    fn build(
+        digest: u32,
+        acl: AclRef,
+        children: Trie<Node>,
+        stat: &StatPersisted,
+        name: &[u8],
+        data: Option<&[u8]>,
+    ) -> Node {
+        assert!(name.len() <= NAME_BYTES_MAX, "znode name too long");
+        let mut stat_bytes = [0u8; STAT_BYTES_MAX];
+        let stat_len = encode_stat(stat, &mut stat_bytes);
+        let data_bytes = data.unwrap_or_default();
+        let tag = (name.len() as u64) << 1 | u64::from(data.is_none());
+        let rest = varint_len(tag) + stat_len + name.len() + data_bytes.len();
+        assert!(rest <= BODY_BYTES_MAX, "znode too large");
+        let layout = layout_for(rest);
+        // SAFETY: the layout has a non-zero size (at least the header).
+        let raw = unsafe { alloc::alloc(layout) };
+        let Some(header) = NonNull::new(raw.cast::<Header>()) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the allocation is fresh, sized by `layout_for(rest)` for a header followed by
+        // the varint of `rest` and `rest` bytes, and aligned for `Header`; every byte written
+        // below lies in it.
+        unsafe {
+            header.as_ptr().write(Header {
+                count: AtomicU32::new(1),
+                digest,
+                acl,
+                children,
+            });
+            let mut at = raw.add(HEADER_BYTES);
+            for part in [
+                &varint(rest as u64)[..],
+                &varint(tag)[..],
+                name,
+                &stat_bytes[..stat_len],
+                data_bytes,
+            ] {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), at, part.len());
+                at = at.add(part.len());
             }
-            None => unreachable!("a new allocation is unique"),
         }
-        Node(arc)
+        Node(header)
     }
 
-    pub(crate) fn meta(&self) -> &Meta {
-        &self.0.header.header
+    fn header(&self) -> &Header {
+        // SAFETY: the pointer is to a live allocation while `self` holds a count.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Everything after the header: the `rest` varint's bytes excluded.
+    fn body(&self) -> &[u8] {
+        // SAFETY: the allocation holds, after the header, the varint of `rest` (written by
+        // `build`, at most five bytes as `rest` fits in a u32) and then `rest` bytes; nothing
+        // writes them while `&self` is borrowed (writes need `&mut self` and a count of 1).
+        unsafe {
+            let start = self.0.as_ptr().cast::<u8>().add(HEADER_BYTES);
+            let (rest, skip) = read_raw_varint(start);
+            std::slice::from_raw_parts(start.add(skip), rest as usize)
+        }
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        let body = self.body();
+        let (tag, tag_len) = read_varint(body);
+        let (name, after) = body[tag_len..].split_at((tag >> 1) as usize);
+        let (stat, data) = after.split_at(skip_varints(after, 9));
+        Parts {
+            stat,
+            name,
+            data: (tag & 1 == 0).then_some(data),
+        }
     }
 
     pub(crate) fn name(&self) -> &[u8] {
-        let len = (self.meta().name_len & !DATA_NULL_BIT) as usize;
-        &self.0.slice[..len]
+        let body = self.body();
+        let (tag, tag_len) = read_varint(body);
+        &body[tag_len..tag_len + (tag >> 1) as usize]
     }
 
     /// The data, `None` when the node holds null data.
     pub(crate) fn data(&self) -> Option<&[u8]> {
-        let name_len = self.meta().name_len;
-        if name_len & DATA_NULL_BIT != 0 {
-            return None;
-        }
-        let len = name_len as usize;
-        Some(&self.0.slice[len..])
+        self.parts().data
     }
 
     pub(crate) fn data_bytes(&self) -> Option<Bytes> {
         self.data().map(Bytes::copy_from_slice)
     }
 
-    pub(crate) fn data_len(&self) -> usize {
-        self.data().map_or(0, <[u8]>::len)
+    pub(crate) fn digest(&self) -> u32 {
+        self.header().digest
     }
 
-    /// The fixed part, for writing; copies the node first if a clone still shares it.
-    pub(crate) fn meta_mut(&mut self) -> &mut Meta {
-        if !thin::is_unique(&self.0) {
-            let copy = Node::assemble(self.meta().clone(), self.name(), self.data());
-            *self = copy;
-        }
-        match thin::get_mut(&mut self.0) {
-            Some(inner) => inner.header_mut(),
-            None => unreachable!("a node is unique right after it is copied"),
-        }
+    pub(crate) fn acl(&self) -> &AclRef {
+        &self.header().acl
     }
 
-    /// The node with new data (a new allocation: the data is part of it).
-    pub(crate) fn with_data(&self, data: Option<&[u8]>) -> Node {
-        Node::assemble(self.meta().clone(), self.name(), data)
+    pub(crate) fn children(&self) -> &Trie<Node> {
+        &self.header().children
+    }
+
+    /// The stat as ZooKeeper persists it; `cversion` is children ever created (what txns and
+    /// sequential names use); clients see `2 * cversion - numChildren`.
+    pub(crate) fn persisted_stat(&self) -> StatPersisted {
+        decode_stat(self.parts().stat)
     }
 
     pub(crate) fn stat(&self) -> Stat {
-        let meta = self.meta();
-        let num_children = meta.children.len() as i32;
+        let parts = self.parts();
+        let stat = decode_stat(parts.stat);
+        let num_children = self.children().len() as i32;
         Stat {
-            czxid: meta.czxid,
-            mzxid: meta.mzxid,
-            ctime: meta.ctime,
-            mtime: meta.mtime,
-            version: meta.version,
-            cversion: meta.cversion.wrapping_mul(2).wrapping_sub(num_children),
-            aversion: meta.aversion,
-            ephemeral_owner: meta.ephemeral_owner,
-            data_length: self.data_len() as i32,
+            czxid: stat.czxid,
+            mzxid: stat.mzxid,
+            ctime: stat.ctime,
+            mtime: stat.mtime,
+            version: stat.version,
+            cversion: stat.cversion.wrapping_mul(2).wrapping_sub(num_children),
+            aversion: stat.aversion,
+            ephemeral_owner: stat.ephemeral_owner,
+            data_length: parts.data.map_or(0, <[u8]>::len) as i32,
             num_children,
-            pzxid: meta.pzxid,
+            pzxid: stat.pzxid,
         }
     }
 
-    pub(crate) fn persisted_stat(&self) -> StatPersisted {
-        let meta = self.meta();
-        StatPersisted {
-            czxid: meta.czxid,
-            mzxid: meta.mzxid,
-            ctime: meta.ctime,
-            mtime: meta.mtime,
-            version: meta.version,
-            cversion: meta.cversion,
-            aversion: meta.aversion,
-            ephemeral_owner: meta.ephemeral_owner,
-            pzxid: meta.pzxid,
-        }
+    fn is_unique(&self) -> bool {
+        self.header().count.load(Ordering::Acquire) == 1
     }
 
-    /// Recomputes this node's digest for `path`, returning (old, new).
-    pub(crate) fn refresh_digest(&mut self, path: &str) -> (u32, u32) {
-        let new = node_digest(path, self.data(), self.meta());
-        let meta = self.meta_mut();
-        let old = meta.digest;
-        meta.digest = new;
+    /// The header for writing, copying the node first if a clone still shares it.
+    fn header_mut(&mut self) -> &mut Header {
+        if !self.is_unique() {
+            let parts = self.parts();
+            let copy = Node::build(
+                self.digest(),
+                self.acl().clone(),
+                self.children().clone(),
+                &decode_stat(parts.stat),
+                parts.name,
+                parts.data,
+            );
+            *self = copy;
+        }
+        // SAFETY: the count is 1 and `self` is borrowed mutably, so no other reference to the
+        // allocation exists while the returned borrow lives.
+        unsafe { self.0.as_mut() }
+    }
+
+    /// The children, for writing (the node is copied first if shared).
+    pub(crate) fn children_mut(&mut self) -> &mut Trie<Node> {
+        &mut self.header_mut().children
+    }
+
+    pub(crate) fn set_acl(&mut self, acl: AclRef) {
+        self.header_mut().acl = acl;
+    }
+
+    /// Changes the stat of the node at `path` and its digest with it, returning the (old, new)
+    /// digest: in place when the node is not shared and the new stat encodes to the same
+    /// length, otherwise in a new allocation.
+    pub(crate) fn update_stat(
+        &mut self,
+        path: &str,
+        change: impl FnOnce(&mut StatPersisted),
+    ) -> (u32, u32) {
+        let old = self.digest();
+        let parts = self.parts();
+        let mut stat = decode_stat(parts.stat);
+        change(&mut stat);
+        let new = node_digest(path, parts.data, &stat);
+        let mut encoded = [0u8; STAT_BYTES_MAX];
+        let len = encode_stat(&stat, &mut encoded);
+        let offset = parts.stat.as_ptr() as usize - self.0.as_ptr() as usize;
+        if parts.stat.len() == len && self.is_unique() {
+            // SAFETY: the node is unique and borrowed mutably, and its stat occupies `len` bytes
+            // at `offset` in its allocation.
+            unsafe {
+                let at = self.0.as_ptr().cast::<u8>().add(offset);
+                std::ptr::copy_nonoverlapping(encoded.as_ptr(), at, len);
+                (*self.0.as_ptr()).digest = new;
+            }
+        } else {
+            *self = Node::build(
+                new,
+                self.acl().clone(),
+                self.children().clone(),
+                &stat,
+                parts.name,
+                parts.data,
+            );
+        }
         (old, new)
+    }
+
+    /// The node at `path` with new data and the stat `change` makes (a new allocation: the data
+    /// is part of it), its digest computed.
+    pub(crate) fn with_data(
+        &self,
+        path: &str,
+        data: Option<&[u8]>,
+        change: impl FnOnce(&mut StatPersisted),
+    ) -> Node {
+        let mut stat = self.persisted_stat();
+        change(&mut stat);
+        Node::build(
+            node_digest(path, data, &stat),
+            self.acl().clone(),
+            self.children().clone(),
+            &stat,
+            self.name(),
+            data,
+        )
+    }
+}
+
+/// The last component of `path` (empty for the root).
+fn last_component(path: &str) -> &[u8] {
+    match path.rfind('/') {
+        Some(slash) => &path.as_bytes()[slash + 1..],
+        None => b"",
+    }
+}
+
+impl Clone for Node {
+    fn clone(&self) -> Node {
+        let count = &self.header().count;
+        if count.fetch_add(1, Ordering::Relaxed) > COUNT_MAX {
+            // Undone before panicking, so the count stays far from wrapping even if the panic
+            // is caught and cloning goes on.
+            count.fetch_sub(1, Ordering::Relaxed);
+            panic!("znode cloned more than {COUNT_MAX} times");
+        }
+        Node(self.0)
     }
 }
 
@@ -220,26 +358,184 @@ impl Drop for Node {
     /// Releases a subtree with an explicit stack: dropping a very deep path of nodes
     /// recursively could overflow the thread's stack.
     fn drop(&mut self) {
-        if self.meta().children.is_empty() {
-            return;
-        }
         let mut pending = Vec::new();
-        if let Some(inner) = thin::get_mut(&mut self.0) {
-            inner.header_mut().children.drain_into(&mut pending);
+        // SAFETY: `self` holds one count, given up here and never used again.
+        unsafe { release(self.0, &mut pending) };
+        while let Some(node) = pending.pop() {
+            let node = std::mem::ManuallyDrop::new(node);
+            // SAFETY: `node` held one count; it is given up here and the `ManuallyDrop`
+            // keeps `Drop` from giving it up again.
+            unsafe { release(node.0, &mut pending) };
         }
-        while let Some(mut node) = pending.pop() {
-            if let Some(inner) = thin::get_mut(&mut node.0) {
-                inner.header_mut().children.drain_into(&mut pending);
+    }
+}
+
+/// Gives up one count of the node at `header`; when it was the last, frees the node, moving
+/// into `pending` the children no other trie shares (their counts pass to `pending`).
+///
+/// # Safety
+/// The caller owns one count of a live node at `header` and does not use it afterwards.
+unsafe fn release(header: NonNull<Header>, pending: &mut Vec<Node>) {
+    // SAFETY: the caller's count keeps the allocation alive until the decrement below.
+    let count = unsafe { &header.as_ref().count };
+    if count.fetch_sub(1, Ordering::Release) != 1 {
+        return;
+    }
+    atomic::fence(Ordering::Acquire);
+    // SAFETY: that was the last count: nothing else refers to the allocation any more. The
+    // body's length is read before the header's fields are dropped and the memory freed with
+    // the layout it was allocated with.
+    unsafe {
+        let raw = header.as_ptr();
+        let (rest, _) = read_raw_varint(raw.cast::<u8>().add(HEADER_BYTES));
+        (*raw).children.drain_into(pending);
+        std::ptr::drop_in_place(raw);
+        alloc::dealloc(raw.cast::<u8>(), layout_for(rest as usize));
+    }
+}
+
+fn layout_for(rest: usize) -> Layout {
+    let size = HEADER_BYTES + varint_len(rest as u64) + rest;
+    match Layout::from_size_align(size, std::mem::align_of::<Header>()) {
+        Ok(layout) => layout,
+        Err(_) => unreachable!("a body of at most 4 GiB has a valid layout"),
+    }
+}
+
+// ----- variable-length integers (LEB128; signed values zigzag-mapped) -----
+
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros()).div_ceil(7) as usize
+}
+
+fn varint(value: u64) -> VarInt {
+    let mut out = VarInt {
+        bytes: [0; 10],
+        len: 0,
+    };
+    out.len = put_varint(value, &mut out.bytes);
+    out
+}
+
+struct VarInt {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl std::ops::Deref for VarInt {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+fn put_varint(mut value: u64, out: &mut [u8]) -> usize {
+    let mut at = 0;
+    while value >= 0x80 {
+        out[at] = value as u8 | 0x80;
+        value >>= 7;
+        at += 1;
+    }
+    out[at] = value as u8;
+    at + 1
+}
+
+fn read_varint(bytes: &[u8]) -> (u64, usize) {
+    let mut value = 0u64;
+    for (at, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * at);
+        if byte & 0x80 == 0 {
+            return (value, at + 1);
+        }
+    }
+    unreachable!("a node body holds only complete varints")
+}
+
+/// Reads the varint at `start` (the `rest` length, at most five bytes).
+///
+/// # Safety
+/// `start` points to a complete varint written by `build`.
+unsafe fn read_raw_varint(start: *const u8) -> (u64, usize) {
+    let mut value = 0u64;
+    let mut at = 0;
+    loop {
+        // SAFETY: the caller guarantees a complete varint at `start`; `at` stays within it.
+        let byte = unsafe { *start.add(at) };
+        value |= u64::from(byte & 0x7f) << (7 * at);
+        at += 1;
+        if byte & 0x80 == 0 {
+            return (value, at);
+        }
+    }
+}
+
+/// Length of the first `count` varints of `bytes`.
+fn skip_varints(bytes: &[u8], count: usize) -> usize {
+    let mut seen = 0;
+    for (at, byte) in bytes.iter().enumerate() {
+        if byte & 0x80 == 0 {
+            seen += 1;
+            if seen == count {
+                return at + 1;
             }
-            // `node` drops here with no children left below it.
         }
+    }
+    unreachable!("a node body holds a complete stat")
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    (value >> 1) as i64 ^ -((value & 1) as i64)
+}
+
+fn encode_stat(stat: &StatPersisted, out: &mut [u8; STAT_BYTES_MAX]) -> usize {
+    let fields = [
+        stat.czxid,
+        stat.mzxid.wrapping_sub(stat.czxid),
+        stat.pzxid.wrapping_sub(stat.czxid),
+        stat.ctime,
+        stat.mtime.wrapping_sub(stat.ctime),
+        i64::from(stat.version),
+        i64::from(stat.cversion),
+        i64::from(stat.aversion),
+        stat.ephemeral_owner,
+    ];
+    let mut at = 0;
+    for field in fields {
+        at += put_varint(zigzag(field), &mut out[at..]);
+    }
+    at
+}
+
+fn decode_stat(bytes: &[u8]) -> StatPersisted {
+    let mut fields = [0i64; 9];
+    let mut at = 0;
+    for field in &mut fields {
+        let (value, len) = read_varint(&bytes[at..]);
+        *field = unzigzag(value);
+        at += len;
+    }
+    let [czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, owner] = fields;
+    StatPersisted {
+        czxid,
+        mzxid: czxid.wrapping_add(mzxid),
+        pzxid: czxid.wrapping_add(pzxid),
+        ctime,
+        mtime: ctime.wrapping_add(mtime),
+        version: version as i32,
+        cversion: cversion as i32,
+        aversion: aversion as i32,
+        ephemeral_owner: owner,
     }
 }
 
 /// The per-node digest: CRC-32 of path, data and the persisted stat, the same function Apache
 /// ZooKeeper uses (digest version 2), so equal trees have equal digests on either server. Nodes
 /// under `/zookeeper/` count as zero, and the root is hashed under the empty path.
-pub(crate) fn node_digest(path: &str, data: Option<&[u8]>, meta: &Meta) -> u32 {
+pub(crate) fn node_digest(path: &str, data: Option<&[u8]>, stat: &StatPersisted) -> u32 {
     if path.starts_with("/zookeeper/") {
         return 0;
     }
@@ -249,16 +545,110 @@ pub(crate) fn node_digest(path: &str, data: Option<&[u8]>, meta: &Meta) -> u32 {
     if let Some(data) = data {
         crc.update(data);
     }
-    let mut stat = [0u8; 60];
-    let longs = [meta.czxid, meta.mzxid, meta.pzxid, meta.ctime, meta.mtime];
+    let mut bytes = [0u8; 60];
+    let longs = [stat.czxid, stat.mzxid, stat.pzxid, stat.ctime, stat.mtime];
     for (at, value) in longs.iter().enumerate() {
-        stat[at * 8..at * 8 + 8].copy_from_slice(&value.to_be_bytes());
+        bytes[at * 8..at * 8 + 8].copy_from_slice(&value.to_be_bytes());
     }
-    let ints = [meta.version, meta.cversion, meta.aversion];
+    let ints = [stat.version, stat.cversion, stat.aversion];
     for (at, value) in ints.iter().enumerate() {
-        stat[40 + at * 4..44 + at * 4].copy_from_slice(&value.to_be_bytes());
+        bytes[40 + at * 4..44 + at * 4].copy_from_slice(&value.to_be_bytes());
     }
-    stat[52..60].copy_from_slice(&meta.ephemeral_owner.to_be_bytes());
-    crc.update(&stat);
+    bytes[52..60].copy_from_slice(&stat.ephemeral_owner.to_be_bytes());
+    crc.update(&bytes);
     crc.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zinc_protocol::Acl;
+
+    fn acl() -> AclRef {
+        AclRef::new(Acl::open_unsafe())
+    }
+
+    fn stat_with(seed: i64) -> StatPersisted {
+        StatPersisted {
+            czxid: seed,
+            mzxid: seed.wrapping_mul(7),
+            pzxid: i64::MIN.wrapping_add(seed),
+            ctime: i64::MAX.wrapping_sub(seed),
+            mtime: seed.wrapping_neg(),
+            version: seed as i32,
+            cversion: i32::MIN,
+            aversion: -1,
+            ephemeral_owner: seed.wrapping_mul(-3),
+        }
+    }
+
+    #[test]
+    fn parts_come_back_as_built() {
+        for seed in [0, 1, -1, 63, 64, 1 << 40, i64::MAX, i64::MIN, 0x1_0000_0001] {
+            for data in [
+                None,
+                Some(&b""[..]),
+                Some(&b"value"[..]),
+                Some(&[7u8; 300][..]),
+            ] {
+                for name in [&b""[..], b"n", &[b'x'; 200][..]] {
+                    let node = Node::build(9, acl(), Trie::default(), &stat_with(seed), name, data);
+                    assert_eq!(node.name(), name);
+                    assert_eq!(node.data(), data);
+                    assert_eq!(node.persisted_stat(), stat_with(seed));
+                    assert_eq!(node.digest(), 9);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_fresh_node_is_small() {
+        let node = Node::new(NewNode {
+            path: "/d/n000123",
+            data: Some(&[0u8; 100]),
+            acl: acl(),
+            ephemeral_owner: 0,
+            zxid: (1 << 32) + 123_456,
+            time: 1_764_547_200_000,
+        });
+        assert_eq!(node.body().len(), 1 + 18 + 7 + 100);
+        assert_eq!(layout_for(node.body().len()).size(), 151);
+    }
+
+    #[test]
+    fn stat_updates_in_place_or_by_copy() {
+        let mut node = Node::build(0, acl(), Trie::default(), &stat_with(5), b"a", Some(b"d"));
+        let before = node.0;
+        let (_, digest) = node.update_stat("/a", |stat| stat.version = 6);
+        assert_eq!(node.0, before, "same length, unique: in place");
+        assert_eq!(
+            digest,
+            node_digest("/a", Some(b"d"), &node.persisted_stat())
+        );
+        assert_eq!(node.digest(), digest);
+        let shared = node.clone();
+        node.update_stat("/a", |stat| stat.version = 7);
+        assert_ne!(node.0, shared.0, "shared: copied");
+        assert_eq!(shared.persisted_stat().version, 6);
+        assert_eq!(node.persisted_stat().version, 7);
+        node.update_stat("/a", |stat| stat.mzxid = i64::MAX);
+        assert_eq!(node.persisted_stat().mzxid, i64::MAX);
+        assert_eq!((node.name(), node.data()), (&b"a"[..], Some(&b"d"[..])));
+        assert_eq!(
+            node.digest(),
+            node_digest("/a", Some(b"d"), &node.persisted_stat())
+        );
+    }
+
+    #[test]
+    fn a_deep_path_drops_without_recursion() {
+        let mut node = Node::build(0, acl(), Trie::default(), &stat_with(1), b"leaf", None);
+        for _ in 0..200_000 {
+            let mut parent = Node::build(0, acl(), Trie::default(), &stat_with(1), b"p", None);
+            parent.children_mut().insert(node);
+            node = parent;
+        }
+        drop(node);
+    }
 }

@@ -52,7 +52,7 @@ impl Tree {
                     format!("node {}/{name} is listed twice", node.path)
                 })?;
             let built = Node::restored(node.path, &node.stat, node.data, acl, children);
-            tree.digest = tree.digest.wrapping_add(u64::from(built.meta().digest));
+            tree.digest = tree.digest.wrapping_add(u64::from(built.digest()));
             tree.index_kind(node.path, node.stat.ephemeral_owner);
             last_zxid = last_zxid.max(node.stat.czxid).max(node.stat.mzxid);
             if index == 0 {
