@@ -53,12 +53,15 @@ fn node_path(i: usize) -> String {
     format!("/bench/d{:04}/n{i:06}", i / PER_DIRECTORY)
 }
 
-/// Resident set size of this process, from /proc/self/statm, after the allocator has returned
-/// the free memory it holds (the txns built for the load are freed by then and are not part of
-/// the tree).
-fn rss_bytes() -> u64 {
+/// Resident set size of this process, from /proc/self/statm.
+/// Returns the free memory the C allocator holds to the system (the txns built for the load
+/// are freed by then and are not part of the tree).
+fn trim_allocator() {
     // SAFETY: malloc_trim only releases free memory of the C allocator this binary uses.
     unsafe { libc::malloc_trim(0) };
+}
+
+fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
@@ -200,6 +203,7 @@ fn main() {
     let directories = znodes.div_ceil(PER_DIRECTORY);
     println!("zinc tree benchmark: {znodes} znodes, {data_bytes}-byte data, one thread");
 
+    trim_allocator();
     let rss_empty = rss_bytes();
     let live_empty = live_bytes();
     let mut load = Load {
@@ -214,12 +218,16 @@ fn main() {
     });
     let took = load.run(znodes, None, |i| create(node_path(i), &data));
     report("create", znodes, took);
+    let rss_untrimmed = rss_bytes();
+    trim_allocator();
     let rss_loaded = rss_bytes();
     let per_znode = (rss_loaded - rss_empty) as f64 / znodes as f64;
+    let untrimmed_per_znode = (rss_untrimmed - rss_empty) as f64 / znodes as f64;
     let live_per_znode = (live_bytes() - live_empty) as f64 / znodes as f64;
     println!("live heap: {live_per_znode:.0} bytes/znode (allocations requested)");
     println!(
-        "resident memory: {:.1} MiB for {znodes} znodes = {per_znode:.0} bytes/znode (RSS delta)",
+        "resident memory: {:.1} MiB for {znodes} znodes = {per_znode:.0} bytes/znode (RSS delta \
+         after malloc_trim; {untrimmed_per_znode:.0} before it, with the allocator's free memory)",
         (rss_loaded - rss_empty) as f64 / (1 << 20) as f64
     );
 

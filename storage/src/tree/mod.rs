@@ -21,7 +21,6 @@ mod apply;
 mod kinds;
 mod node;
 mod restore;
-mod thin;
 mod trie;
 
 use std::sync::Arc;

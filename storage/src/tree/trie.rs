@@ -1,21 +1,23 @@
-//! A persistent hash trie (a compressed HAMT): the one collection the tree is built from
-//! (children of a znode, sessions, ephemeral owners, container and TTL sets).
+//! A persistent hash trie (a compressed HAMT in the CHAMP layout): the one collection the tree
+//! is built from (children of a znode, sessions, ephemeral owners, container and TTL sets).
 //!
 //! Cloning is O(1) (one reference count); a write copies only the branches on the path to the
 //! changed leaf that are still shared with a clone, so a published tree costs its writer in
-//! proportion to what changes afterwards. A branch is one allocation holding a bitmap of the
-//! occupied slots and exactly those slots, which keeps sparse levels small and costs one cache
-//! miss per level.
+//! proportion to what changes afterwards. A branch is one allocation: a 16-byte header (a
+//! 4-byte reference count, a bitmap of the chunks that hold a leaf, one of the chunks that hold
+//! a branch, and the number of leaves below), then exactly the leaves present and then exactly
+//! the branches present. Which is which is in the bitmaps, so a slot is as large as a leaf (one
+//! pointer for a znode), with no tag; sparse levels stay small and a level costs one cache miss.
 //!
 //! Hashing is SipHash with fixed keys: deterministic (every server lays out the same trie) and
-//! costly to flood with colliding names. Full 64-bit collisions end in a bucket.
+//! costly to flood with colliding names. Full 64-bit collisions end in a bucket: a branch at
+//! `DEPTH_MAX` with both bitmaps empty whose leaves are all the leaves with that hash.
 
+use std::alloc::{self, Layout};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-
-use triomphe::ThinArc;
-
-use super::thin;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::{self, AtomicU32, Ordering};
 
 /// Bits of the hash consumed per level.
 const LEVEL_BITS: u32 = 5;
@@ -23,6 +25,8 @@ const LEVEL_MASK: u64 = (1 << LEVEL_BITS) - 1;
 /// Levels until the 64 hash bits are used up; below that, equal hashes share a bucket.
 const DEPTH_MAX: u32 = 64_u32.div_ceil(LEVEL_BITS);
 const _: () = assert!(1 << LEVEL_BITS == u32::BITS);
+/// Clones of one branch beyond this panic, so its count cannot wrap.
+const COUNT_MAX: u32 = u32::MAX / 2;
 
 /// What a trie stores: a value that carries its own key.
 pub(crate) trait Leaf: Clone {
@@ -37,46 +41,14 @@ pub(crate) fn hash_key<K: ?Sized + Hash>(key: &K) -> u64 {
     hasher.finish()
 }
 
-#[derive(Clone, Copy, Default)]
-struct Header {
-    /// Bit i set: slot for hash chunk i is present, at index popcount(bitmap below i).
-    bitmap: u32,
-    /// Leaves in this branch and below.
-    leaves: u32,
-}
-
-/// A branch: header and occupied slots in one allocation.
-type Branch<L> = ThinArc<Header, Slot<L>>;
-
 pub(crate) struct Trie<L> {
     root: Option<Branch<L>>,
-}
-
-enum Slot<L> {
-    Leaf(L),
-    Branch(Branch<L>),
-    /// Leaves whose 64-bit hashes are all equal (only at `DEPTH_MAX`).
-    Bucket(Arc<Vec<L>>),
-    /// What is left in a branch whose slots were moved out just before it is dropped (moving
-    /// spares touching every child's reference count); never visible to readers.
-    Moved,
 }
 
 impl<L> Clone for Trie<L> {
     fn clone(&self) -> Self {
         Trie {
             root: self.root.clone(),
-        }
-    }
-}
-
-impl<L: Clone> Clone for Slot<L> {
-    fn clone(&self) -> Self {
-        match self {
-            Slot::Leaf(leaf) => Slot::Leaf(leaf.clone()),
-            Slot::Branch(branch) => Slot::Branch(branch.clone()),
-            Slot::Bucket(bucket) => Slot::Bucket(bucket.clone()),
-            Slot::Moved => Slot::Moved,
         }
     }
 }
@@ -91,81 +63,309 @@ fn chunk(hash: u64, depth: u32) -> u32 {
     ((hash >> (depth * LEVEL_BITS)) & LEVEL_MASK) as u32
 }
 
-/// The slot index for `chunk`: `Ok` if present, `Err` with the insertion index if not.
-fn position(bitmap: u32, chunk: u32) -> Result<usize, usize> {
-    let bit = 1u32 << chunk;
-    let index = (bitmap & (bit - 1)).count_ones() as usize;
-    if bitmap & bit == 0 {
-        Err(index)
-    } else {
-        Ok(index)
+/// Index among the entries of `map` below `chunk`.
+fn index(map: u32, chunk: u32) -> usize {
+    (map & ((1u32 << chunk) - 1)).count_ones() as usize
+}
+
+// ----- branches -----
+
+/// The fixed start of a branch's allocation.
+#[repr(C)]
+struct Header {
+    count: AtomicU32,
+    maps: Maps,
+}
+
+/// What a branch holds where.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(C)]
+struct Maps {
+    /// Bit i set: chunk i holds a leaf, at `index(leafmap, i)` among the leaves.
+    leafmap: u32,
+    /// Bit i set: chunk i holds a branch, at `index(branchmap, i)` among the branches.
+    branchmap: u32,
+    /// Leaves in this branch and below.
+    total: u32,
+}
+
+impl Maps {
+    /// A bucket: both maps empty, `total` leaves with one full hash, in insertion order.
+    fn bucket(total: usize) -> Maps {
+        Maps {
+            leafmap: 0,
+            branchmap: 0,
+            total: total as u32,
+        }
+    }
+
+    fn is_bucket(self) -> bool {
+        self.leafmap | self.branchmap == 0
+    }
+
+    fn leaf_len(self) -> usize {
+        if self.is_bucket() {
+            self.total as usize
+        } else {
+            self.leafmap.count_ones() as usize
+        }
+    }
+
+    fn branch_len(self) -> usize {
+        self.branchmap.count_ones() as usize
     }
 }
 
-fn header<L>(branch: &Branch<L>) -> Header {
-    branch.header.header
+/// A shared, immutable-while-shared branch: header, leaves and branches in one allocation.
+struct Branch<L> {
+    header: NonNull<Header>,
+    owns: PhantomData<L>,
 }
 
-fn new_branch<L>(header: Header, slots: Vec<Slot<L>>) -> Branch<L> {
-    ThinArc::from_header_and_iter(header, slots.into_iter())
+// SAFETY: a branch owns its leaves and child branches like an `Arc<([L], [Branch<L>])>` would:
+// the count is atomic and the contents are written only through `&mut` with a count of 1.
+unsafe impl<L: Send + Sync> Send for Branch<L> {}
+// SAFETY: as for `Send` above.
+unsafe impl<L: Send + Sync> Sync for Branch<L> {}
+
+/// The allocation's layout and the offsets of the leaves and the branches.
+fn layout<L>(leaves: usize, branches: usize) -> (Layout, usize, usize) {
+    let leaf_array = Layout::array::<L>(leaves).expect("a branch's leaves fit in memory");
+    let branch_array = Layout::array::<Branch<L>>(branches).expect("at most 32 branches");
+    let (head, leaves_at) = Layout::new::<Header>()
+        .extend(leaf_array)
+        .expect("a branch's leaves fit in memory");
+    let (whole, branches_at) = head.extend(branch_array).expect("a branch fits in memory");
+    (whole.pad_to_align(), leaves_at, branches_at)
 }
 
-/// The branch for writing, copied first if a clone shares it.
-fn unshare<L: Clone>(
-    branch: &mut Branch<L>,
-) -> &mut triomphe::HeaderSliceWithLengthProtected<Header, Slot<L>> {
-    if !thin::is_unique(branch) {
-        *branch = ThinArc::from_header_and_iter(header(branch), branch.slice.iter().cloned());
+impl<L> Branch<L> {
+    /// A new branch holding `leaves` and `branches` in the order `maps` gives them.
+    fn new(maps: Maps, leaves: Vec<L>, branches: Vec<Branch<L>>) -> Branch<L> {
+        assert_eq!(leaves.len(), maps.leaf_len(), "leaves match the leaf map");
+        assert_eq!(
+            branches.len(),
+            maps.branch_len(),
+            "branches match the branch map"
+        );
+        let (layout, leaves_at, branches_at) = layout::<L>(leaves.len(), branches.len());
+        // SAFETY: the layout has a non-zero size (at least the header).
+        let raw = unsafe { alloc::alloc(layout) };
+        let Some(header) = NonNull::new(raw.cast::<Header>()) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the allocation is fresh and laid out by `layout` for a header, `leaves.len()`
+        // leaves at `leaves_at` and `branches.len()` branches at `branches_at`. The values are
+        // moved in: the vectors give up their elements (`set_len(0)`) before they are dropped.
+        unsafe {
+            header.as_ptr().write(Header {
+                count: AtomicU32::new(1),
+                maps,
+            });
+            let mut leaves = leaves;
+            let mut branches = branches;
+            std::ptr::copy_nonoverlapping(
+                leaves.as_ptr(),
+                raw.add(leaves_at).cast::<L>(),
+                leaves.len(),
+            );
+            leaves.set_len(0);
+            std::ptr::copy_nonoverlapping(
+                branches.as_ptr(),
+                raw.add(branches_at).cast::<Branch<L>>(),
+                branches.len(),
+            );
+            branches.set_len(0);
+        }
+        Branch {
+            header,
+            owns: PhantomData,
+        }
     }
-    match thin::get_mut(branch) {
-        Some(inner) => inner,
-        None => unreachable!("a branch is unique right after it is copied"),
+
+    fn maps(&self) -> Maps {
+        // SAFETY: the allocation lives while `self` holds a count; the maps are written only
+        // through `&mut self` with a count of 1.
+        unsafe { self.header.as_ref().maps }
+    }
+
+    /// Pointers to the leaves and to the branches, and their numbers.
+    fn arrays(&self) -> (*mut L, usize, *mut Branch<L>, usize) {
+        let maps = self.maps();
+        let (leaf_len, branch_len) = (maps.leaf_len(), maps.branch_len());
+        let (_, leaves_at, branches_at) = layout::<L>(leaf_len, branch_len);
+        let raw = self.header.as_ptr().cast::<u8>();
+        // SAFETY: both offsets lie within the allocation, which `layout` sized for these
+        // numbers of leaves and branches when it was made (the maps have not changed them).
+        unsafe {
+            (
+                raw.add(leaves_at).cast::<L>(),
+                leaf_len,
+                raw.add(branches_at).cast::<Branch<L>>(),
+                branch_len,
+            )
+        }
+    }
+
+    fn leaves(&self) -> &[L] {
+        let (leaves, len, _, _) = self.arrays();
+        // SAFETY: `len` initialized leaves live there, unchanged while `self` is borrowed.
+        unsafe { std::slice::from_raw_parts(leaves, len) }
+    }
+
+    fn branches(&self) -> &[Branch<L>] {
+        let (_, _, branches, len) = self.arrays();
+        // SAFETY: `len` initialized branches live there, unchanged while `self` is borrowed.
+        unsafe { std::slice::from_raw_parts(branches, len) }
+    }
+
+    fn is_unique(&self) -> bool {
+        // SAFETY: the allocation lives while `self` holds a count.
+        unsafe { self.header.as_ref().count.load(Ordering::Acquire) == 1 }
+    }
+
+    /// Leaves and branches for writing, if no clone shares this branch.
+    fn contents_mut(&mut self) -> Option<Contents<'_, L>> {
+        if !self.is_unique() {
+            return None;
+        }
+        let (leaves, leaf_len, branches, branch_len) = self.arrays();
+        // SAFETY: the count is 1 and `self` is borrowed mutably: these are the only
+        // references to the allocation's contents while the borrow lives.
+        unsafe {
+            Some(Contents {
+                maps: &mut (*self.header.as_ptr()).maps,
+                leaves: std::slice::from_raw_parts_mut(leaves, leaf_len),
+                branches: std::slice::from_raw_parts_mut(branches, branch_len),
+            })
+        }
+    }
+
+    /// The leaves and branches as vectors: moved out if no clone shares this branch (which is
+    /// then freed), cloned otherwise.
+    fn into_parts(self) -> (Maps, Vec<L>, Vec<Branch<L>>)
+    where
+        L: Clone,
+    {
+        let maps = self.maps();
+        if !self.is_unique() {
+            return (maps, self.leaves().to_vec(), self.branches().to_vec());
+        }
+        let this = std::mem::ManuallyDrop::new(self);
+        let (leaves, leaf_len, branches, branch_len) = this.arrays();
+        let (layout, _, _) = layout::<L>(leaf_len, branch_len);
+        // SAFETY: the count is 1 and `this` is consumed: the contents are moved out exactly
+        // once (read into the vectors), then the memory is freed with the layout it was
+        // allocated with, without dropping the moved contents or running `Drop` for `this`.
+        unsafe {
+            let mut leaf_vec = Vec::with_capacity(leaf_len);
+            std::ptr::copy_nonoverlapping(leaves, leaf_vec.as_mut_ptr(), leaf_len);
+            leaf_vec.set_len(leaf_len);
+            let mut branch_vec = Vec::with_capacity(branch_len);
+            std::ptr::copy_nonoverlapping(branches, branch_vec.as_mut_ptr(), branch_len);
+            branch_vec.set_len(branch_len);
+            alloc::dealloc(this.header.as_ptr().cast::<u8>(), layout);
+            (maps, leaf_vec, branch_vec)
+        }
     }
 }
 
-/// The slots of `branch`, moved out if no clone shares it (the branch is replaced next).
-fn take_slots<L: Clone>(branch: &mut Branch<L>) -> Vec<Slot<L>> {
-    match thin::get_mut(branch) {
-        Some(inner) => inner
-            .slice_mut()
-            .iter_mut()
-            .map(|slot| std::mem::replace(slot, Slot::Moved))
-            .collect(),
-        None => branch.slice.to_vec(),
+/// The writable contents of a branch no clone shares.
+struct Contents<'a, L> {
+    maps: &'a mut Maps,
+    leaves: &'a mut [L],
+    branches: &'a mut [Branch<L>],
+}
+
+impl<L> Clone for Branch<L> {
+    fn clone(&self) -> Self {
+        // SAFETY: the allocation lives while `self` holds a count.
+        let count = unsafe { &self.header.as_ref().count };
+        if count.fetch_add(1, Ordering::Relaxed) > COUNT_MAX {
+            count.fetch_sub(1, Ordering::Relaxed);
+            panic!("trie branch cloned more than {COUNT_MAX} times");
+        }
+        Branch {
+            header: self.header,
+            owns: PhantomData,
+        }
     }
 }
 
-/// Replaces `branch` by a copy with `slot` added at `index` for `chunk` (branches are
-/// exact-size, so a new slot means a new allocation).
-fn add_slot<L: Clone>(branch: &mut Branch<L>, index: usize, chunk: u32, slot: Slot<L>) {
-    let old = header(branch);
-    let mut slots = take_slots(branch);
-    slots.insert(index, slot);
-    let header = Header {
-        bitmap: old.bitmap | 1 << chunk,
-        leaves: old.leaves + 1,
-    };
-    *branch = new_branch(header, slots);
+impl<L> Drop for Branch<L> {
+    fn drop(&mut self) {
+        // SAFETY: `self` holds a count until this decrement.
+        let count = unsafe { &self.header.as_ref().count };
+        if count.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        atomic::fence(Ordering::Acquire);
+        let (leaves, leaf_len, branches, branch_len) = self.arrays();
+        let (layout, _, _) = layout::<L>(leaf_len, branch_len);
+        // SAFETY: that was the last count: the contents are dropped once and the memory freed
+        // with the layout it was allocated with. Nested branches drop recursively, at most
+        // `DEPTH_MAX + 1` deep.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(leaves, leaf_len));
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(branches, branch_len));
+            alloc::dealloc(self.header.as_ptr().cast::<u8>(), layout);
+        }
+    }
 }
 
-/// Replaces `branch` by a copy without the slot at `index` for `chunk`; returns that slot.
-fn remove_slot<L: Clone>(branch: &mut Branch<L>, index: usize, chunk: u32) -> Slot<L> {
-    let old = header(branch);
-    let mut slots = take_slots(branch);
-    let removed = slots.remove(index);
-    let header = Header {
-        bitmap: old.bitmap & !(1 << chunk),
-        leaves: old.leaves - 1,
-    };
-    *branch = new_branch(header, slots);
-    removed
+impl<L: Clone> Branch<L> {
+    /// The contents for writing, copying the branch first if a clone shares it.
+    fn make_mut(&mut self) -> Contents<'_, L> {
+        if !self.is_unique() {
+            *self = Branch::new(
+                self.maps(),
+                self.leaves().to_vec(),
+                self.branches().to_vec(),
+            );
+        }
+        match self.contents_mut() {
+            Some(contents) => contents,
+            None => unreachable!("a branch is unique right after it is copied"),
+        }
+    }
+
+    /// Rebuilds the branch with `edit` applied to its parts (branches are exact-size, so
+    /// adding or removing a slot means a new allocation); the parts are moved if no clone
+    /// shares the branch.
+    fn rebuild<R>(
+        &mut self,
+        edit: impl FnOnce(&mut Maps, &mut Vec<L>, &mut Vec<Branch<L>>) -> R,
+    ) -> R {
+        /// Puts an empty branch in the place that was read out if `edit` panics, so that the
+        /// old branch is not released twice while unwinding.
+        struct Refill<L>(*mut Branch<L>);
+        impl<L> Drop for Refill<L> {
+            fn drop(&mut self) {
+                let empty = Branch::new(Maps::bucket(0), Vec::new(), Vec::new());
+                // SAFETY: the place holds a bit copy of a branch that was moved out.
+                unsafe { self.0.write(empty) };
+            }
+        }
+        // SAFETY: the branch is moved out of `*self` here and a branch is written back below
+        // before `*self` is used again (by `Refill` if `edit` panics).
+        let old = unsafe { std::ptr::read(self) };
+        let refill = Refill(self as *mut Branch<L>);
+        let (mut maps, mut leaves, mut branches) = old.into_parts();
+        let out = edit(&mut maps, &mut leaves, &mut branches);
+        std::mem::forget(refill);
+        // SAFETY: as above; the old branch was consumed by `into_parts`.
+        unsafe { std::ptr::write(self, Branch::new(maps, leaves, branches)) };
+        out
+    }
 }
+
+// ----- the trie -----
 
 impl<L: Leaf> Trie<L> {
     pub(crate) fn len(&self) -> usize {
         self.root
             .as_ref()
-            .map_or(0, |root| header(root).leaves as usize)
+            .map_or(0, |root| root.maps().total as usize)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -177,13 +377,20 @@ impl<L: Leaf> Trie<L> {
         let mut branch = self.root.as_ref()?;
         let mut depth = 0;
         loop {
-            let index = position(header(branch).bitmap, chunk(hash, depth)).ok()?;
-            match &branch.slice[index] {
-                Slot::Leaf(leaf) => return (leaf.key() == key).then_some(leaf),
-                Slot::Branch(next) => branch = next,
-                Slot::Bucket(bucket) => return bucket.iter().find(|leaf| leaf.key() == key),
-                Slot::Moved => return None,
+            let maps = branch.maps();
+            if maps.is_bucket() {
+                return branch.leaves().iter().find(|leaf| leaf.key() == key);
             }
+            let chunk = chunk(hash, depth);
+            let bit = 1u32 << chunk;
+            if maps.leafmap & bit != 0 {
+                let leaf = &branch.leaves()[index(maps.leafmap, chunk)];
+                return (leaf.key() == key).then_some(leaf);
+            }
+            if maps.branchmap & bit == 0 {
+                return None;
+            }
+            branch = &branch.branches()[index(maps.branchmap, chunk)];
             depth += 1;
         }
     }
@@ -195,18 +402,21 @@ impl<L: Leaf> Trie<L> {
         let mut branch = self.root.as_mut()?;
         let mut depth = 0;
         loop {
-            let inner = unshare(branch);
-            let index = position(inner.header().bitmap, chunk(hash, depth)).ok()?;
-            match &mut inner.slice_mut()[index] {
-                Slot::Leaf(leaf) => return (leaf.key() == key).then_some(leaf),
-                Slot::Branch(next) => branch = next,
-                Slot::Bucket(bucket) => {
-                    return Arc::make_mut(bucket)
-                        .iter_mut()
-                        .find(|leaf| leaf.key() == key)
-                }
-                Slot::Moved => return None,
+            let contents = branch.make_mut();
+            let maps = *contents.maps;
+            if maps.is_bucket() {
+                return contents.leaves.iter_mut().find(|leaf| leaf.key() == key);
             }
+            let chunk = chunk(hash, depth);
+            let bit = 1u32 << chunk;
+            if maps.leafmap & bit != 0 {
+                let leaf = &mut contents.leaves[index(maps.leafmap, chunk)];
+                return (leaf.key() == key).then_some(leaf);
+            }
+            if maps.branchmap & bit == 0 {
+                return None;
+            }
+            branch = &mut contents.branches[index(maps.branchmap, chunk)];
             depth += 1;
         }
     }
@@ -226,11 +436,12 @@ impl<L: Leaf> Trie<L> {
         let hash = hash_key(leaf.key());
         match &mut self.root {
             None => {
-                let header = Header {
-                    bitmap: 1 << chunk(hash, 0),
-                    leaves: 1,
+                let maps = Maps {
+                    leafmap: 1 << chunk(hash, 0),
+                    branchmap: 0,
+                    total: 1,
                 };
-                self.root = Some(new_branch(header, vec![Slot::Leaf(leaf)]));
+                self.root = Some(Branch::new(maps, vec![leaf], Vec::new()));
                 Ok(None)
             }
             Some(root) => put_in(root, leaf, hash, 0, replace),
@@ -242,13 +453,14 @@ impl<L: Leaf> Trie<L> {
         let hash = hash_key(key);
         let root = self.root.as_mut()?;
         let removed = remove_in(root, key, hash, 0)?;
-        if header(root).leaves == 0 {
+        if root.maps().total == 0 {
             self.root = None;
         }
         Some(removed)
     }
 
-    /// Calls `visit` on every leaf, in trie order (stable for a given set of keys).
+    /// Calls `visit` on every leaf, in trie order (by chunk, level by level; stable for a
+    /// given set of keys).
     pub(crate) fn for_each(&self, mut visit: impl FnMut(&L)) {
         if let Some(root) = &self.root {
             for_each_in(root, &mut visit);
@@ -305,11 +517,26 @@ fn level_order(hash: u64) -> u128 {
 }
 
 /// The branch at `depth` holding `leaves` (sorted by `level_order`, all with the same chunks
-/// above `depth`).
+/// above `depth`), as inserting them one by one would make it.
 fn build_branch<L: Leaf>(leaves: Vec<(u64, L)>, depth: u32) -> Result<Branch<L>, L> {
-    let count = leaves.len() as u32;
-    let mut bitmap = 0u32;
-    let mut slots = Vec::new();
+    let total = leaves.len();
+    if depth >= DEPTH_MAX {
+        let mut bucket: Vec<L> = Vec::with_capacity(total);
+        for (_, leaf) in leaves {
+            if bucket.iter().any(|old| old.key() == leaf.key()) {
+                return Err(leaf);
+            }
+            bucket.push(leaf);
+        }
+        return Ok(Branch::new(Maps::bucket(total), bucket, Vec::new()));
+    }
+    let mut maps = Maps {
+        leafmap: 0,
+        branchmap: 0,
+        total: total as u32,
+    };
+    let mut own = Vec::new();
+    let mut below = Vec::new();
     let mut rest = leaves.into_iter().peekable();
     while let Some((hash, leaf)) = rest.next() {
         let slot_chunk = chunk(hash, depth);
@@ -317,72 +544,56 @@ fn build_branch<L: Leaf>(leaves: Vec<(u64, L)>, depth: u32) -> Result<Branch<L>,
         while let Some(next) = rest.next_if(|(next, _)| chunk(*next, depth) == slot_chunk) {
             group.push(next);
         }
-        bitmap |= 1 << slot_chunk;
-        slots.push(build_slot(group, depth + 1)?);
-    }
-    Ok(new_branch(
-        Header {
-            bitmap,
-            leaves: count,
-        },
-        slots,
-    ))
-}
-
-/// The slot for `group` (leaves whose hashes agree below `depth`), as `split` would make it.
-fn build_slot<L: Leaf>(mut group: Vec<(u64, L)>, depth: u32) -> Result<Slot<L>, L> {
-    if group.len() == 1 {
-        let (_, leaf) = group.remove(0);
-        return Ok(Slot::Leaf(leaf));
-    }
-    if depth < DEPTH_MAX {
-        return Ok(Slot::Branch(build_branch(group, depth)?));
-    }
-    let mut bucket: Vec<L> = Vec::with_capacity(group.len());
-    for (_, leaf) in group {
-        if bucket.iter().any(|old| old.key() == leaf.key()) {
-            return Err(leaf);
+        if group.len() == 1 {
+            maps.leafmap |= 1 << slot_chunk;
+            own.extend(group.into_iter().map(|(_, leaf)| leaf));
+        } else {
+            maps.branchmap |= 1 << slot_chunk;
+            below.push(build_branch(group, depth + 1)?);
         }
-        bucket.push(leaf);
     }
-    Ok(Slot::Bucket(Arc::new(bucket)))
+    Ok(Branch::new(maps, own, below))
 }
 
 impl<L: Clone> Trie<L> {
     /// Empties the trie, moving into `out` the leaves that no clone shares (the rest are only
     /// released), so that dropping nested structures can proceed without recursion.
     pub(crate) fn drain_into(&mut self, out: &mut Vec<L>) {
-        if let Some(mut root) = self.root.take() {
-            drain_branch(&mut root, out);
+        if let Some(root) = self.root.take() {
+            drain_branch(root, out);
         }
     }
 }
 
-fn drain_branch<L: Clone>(branch: &mut Branch<L>, out: &mut Vec<L>) {
-    let Some(inner) = thin::get_mut(branch) else {
+fn drain_branch<L: Clone>(branch: Branch<L>, out: &mut Vec<L>) {
+    if !branch.is_unique() {
         return;
-    };
-    for slot in inner.slice_mut() {
-        match std::mem::replace(slot, Slot::Moved) {
-            Slot::Leaf(leaf) => out.push(leaf),
-            Slot::Branch(mut next) => drain_branch(&mut next, out),
-            Slot::Bucket(bucket) => {
-                if let Ok(leaves) = Arc::try_unwrap(bucket) {
-                    out.extend(leaves);
-                }
-            }
-            Slot::Moved => {}
-        }
+    }
+    let (_, leaves, branches) = branch.into_parts();
+    out.extend(leaves);
+    for next in branches {
+        drain_branch(next, out);
     }
 }
 
 fn for_each_in<L>(branch: &Branch<L>, visit: &mut impl FnMut(&L)) {
-    for slot in &branch.slice {
-        match slot {
-            Slot::Leaf(leaf) => visit(leaf),
-            Slot::Branch(next) => for_each_in(next, visit),
-            Slot::Bucket(bucket) => bucket.iter().for_each(&mut *visit),
-            Slot::Moved => {}
+    let maps = branch.maps();
+    if maps.is_bucket() {
+        branch.leaves().iter().for_each(visit);
+        return;
+    }
+    let (leaves, branches) = (branch.leaves(), branch.branches());
+    let (mut next_leaf, mut next_branch) = (0, 0);
+    let mut occupied = maps.leafmap | maps.branchmap;
+    while occupied != 0 {
+        let bit = occupied & occupied.wrapping_neg();
+        occupied &= occupied - 1;
+        if maps.leafmap & bit != 0 {
+            visit(&leaves[next_leaf]);
+            next_leaf += 1;
+        } else {
+            for_each_in(&branches[next_branch], visit);
+            next_branch += 1;
         }
     }
 }
@@ -396,110 +607,145 @@ fn put_in<L: Leaf>(
     depth: u32,
     replace: bool,
 ) -> Result<Option<L>, L> {
-    let chunk = chunk(hash, depth);
-    let index = match position(header(branch).bitmap, chunk) {
-        Err(index) => {
-            add_slot(branch, index, chunk, Slot::Leaf(leaf));
-            return Ok(None);
-        }
-        Ok(index) => index,
-    };
-    let inner = unshare(branch);
-    let outcome = match &mut inner.slice_mut()[index] {
-        Slot::Branch(next) => put_in(next, leaf, hash, depth + 1, replace),
-        Slot::Bucket(bucket) => {
-            let found = bucket.iter().position(|old| old.key() == leaf.key());
-            match found {
-                Some(_) if !replace => Err(leaf),
-                Some(at) => Ok(Some(std::mem::replace(
-                    &mut Arc::make_mut(bucket)[at],
-                    leaf,
-                ))),
-                None => {
-                    Arc::make_mut(bucket).push(leaf);
-                    Ok(None)
-                }
+    let maps = branch.maps();
+    if maps.is_bucket() {
+        let found = branch
+            .leaves()
+            .iter()
+            .position(|old| old.key() == leaf.key());
+        return match found {
+            Some(_) if !replace => Err(leaf),
+            Some(at) => Ok(Some(std::mem::replace(
+                &mut branch.make_mut().leaves[at],
+                leaf,
+            ))),
+            None => {
+                branch.rebuild(|maps, leaves, _| {
+                    leaves.push(leaf);
+                    maps.total += 1;
+                });
+                Ok(None)
             }
-        }
-        Slot::Moved => Err(leaf),
-        Slot::Leaf(old) if old.key() == leaf.key() => match replace {
-            true => Ok(Some(std::mem::replace(old, leaf))),
-            false => Err(leaf),
-        },
-        Slot::Leaf(old) => {
-            let old = old.clone();
-            let old_hash = hash_key(old.key());
-            inner.slice_mut()[index] = split(old, old_hash, leaf, hash, depth + 1);
-            Ok(None)
-        }
-    };
-    if let Ok(None) = outcome {
-        inner.header_mut().leaves += 1;
+        };
     }
-    outcome
+    let chunk = chunk(hash, depth);
+    let bit = 1u32 << chunk;
+    if maps.branchmap & bit != 0 {
+        let contents = branch.make_mut();
+        let outcome = put_in(
+            &mut contents.branches[index(maps.branchmap, chunk)],
+            leaf,
+            hash,
+            depth + 1,
+            replace,
+        );
+        if let Ok(None) = outcome {
+            contents.maps.total += 1;
+        }
+        return outcome;
+    }
+    if maps.leafmap & bit == 0 {
+        branch.rebuild(|maps, leaves, _| {
+            leaves.insert(index(maps.leafmap, chunk), leaf);
+            maps.leafmap |= bit;
+            maps.total += 1;
+        });
+        return Ok(None);
+    }
+    let at = index(maps.leafmap, chunk);
+    if branch.leaves()[at].key() == leaf.key() {
+        return match replace {
+            true => Ok(Some(std::mem::replace(
+                &mut branch.make_mut().leaves[at],
+                leaf,
+            ))),
+            false => Err(leaf),
+        };
+    }
+    // Two keys in one slot: the leaf there and the new one move into a new branch below.
+    branch.rebuild(|maps, leaves, branches| {
+        let old = leaves.remove(at);
+        let old_hash = hash_key(old.key());
+        let below = split(old, old_hash, leaf, hash, depth + 1);
+        branches.insert(index(maps.branchmap, chunk), below);
+        maps.leafmap &= !bit;
+        maps.branchmap |= bit;
+        maps.total += 1;
+    });
+    Ok(None)
 }
 
-/// A slot holding two leaves with different keys whose hashes agree up to `depth`.
-fn split<L: Leaf>(a: L, a_hash: u64, b: L, b_hash: u64, depth: u32) -> Slot<L> {
+/// A branch at `depth` holding two leaves with different keys whose hashes agree above it.
+fn split<L: Leaf>(a: L, a_hash: u64, b: L, b_hash: u64, depth: u32) -> Branch<L> {
     if depth >= DEPTH_MAX {
-        return Slot::Bucket(Arc::new(vec![a, b]));
+        return Branch::new(Maps::bucket(2), vec![a, b], Vec::new());
     }
     let (a_chunk, b_chunk) = (chunk(a_hash, depth), chunk(b_hash, depth));
-    let (bitmap, slots) = if a_chunk == b_chunk {
-        (1 << a_chunk, vec![split(a, a_hash, b, b_hash, depth + 1)])
-    } else if a_chunk < b_chunk {
-        (
-            (1 << a_chunk) | (1 << b_chunk),
-            vec![Slot::Leaf(a), Slot::Leaf(b)],
-        )
-    } else {
-        (
-            (1 << a_chunk) | (1 << b_chunk),
-            vec![Slot::Leaf(b), Slot::Leaf(a)],
-        )
+    if a_chunk == b_chunk {
+        let maps = Maps {
+            leafmap: 0,
+            branchmap: 1 << a_chunk,
+            total: 2,
+        };
+        let below = split(a, a_hash, b, b_hash, depth + 1);
+        return Branch::new(maps, Vec::new(), vec![below]);
+    }
+    let maps = Maps {
+        leafmap: (1 << a_chunk) | (1 << b_chunk),
+        branchmap: 0,
+        total: 2,
     };
-    Slot::Branch(new_branch(Header { bitmap, leaves: 2 }, slots))
+    let leaves = if a_chunk < b_chunk {
+        vec![a, b]
+    } else {
+        vec![b, a]
+    };
+    Branch::new(maps, leaves, Vec::new())
 }
 
 fn remove_in<L: Leaf>(branch: &mut Branch<L>, key: &L::Key, hash: u64, depth: u32) -> Option<L> {
+    let maps = branch.maps();
+    if maps.is_bucket() {
+        let at = branch.leaves().iter().position(|leaf| leaf.key() == key)?;
+        return Some(branch.rebuild(|maps, leaves, _| {
+            maps.total -= 1;
+            leaves.remove(at)
+        }));
+    }
     let chunk = chunk(hash, depth);
-    let index = position(header(branch).bitmap, chunk).ok()?;
-    if let Slot::Leaf(leaf) = &branch.slice[index] {
-        if leaf.key() != key {
+    let bit = 1u32 << chunk;
+    if maps.leafmap & bit != 0 {
+        let at = index(maps.leafmap, chunk);
+        if branch.leaves()[at].key() != key {
             return None;
         }
-        return match remove_slot(branch, index, chunk) {
-            Slot::Leaf(leaf) => Some(leaf),
-            _ => None,
-        };
+        return Some(branch.rebuild(|maps, leaves, _| {
+            maps.leafmap &= !bit;
+            maps.total -= 1;
+            leaves.remove(at)
+        }));
     }
-    let inner = unshare(branch);
-    let slot = &mut inner.slice_mut()[index];
-    let removed = match slot {
-        Slot::Leaf(_) | Slot::Moved => None,
-        Slot::Branch(next) => remove_in(next, key, hash, depth + 1),
-        Slot::Bucket(bucket) => {
-            let at = bucket.iter().position(|leaf| leaf.key() == key)?;
-            Some(Arc::make_mut(bucket).swap_remove(at))
-        }
-    }?;
+    if maps.branchmap & bit == 0 {
+        return None;
+    }
+    let at = index(maps.branchmap, chunk);
+    let contents = branch.make_mut();
+    let below = &mut contents.branches[at];
+    let removed = remove_in(below, key, hash, depth + 1)?;
+    contents.maps.total -= 1;
     // Keep the trie canonical: a branch or bucket left with one leaf becomes that leaf.
-    if let Some(single) = single_leaf(slot) {
-        *slot = Slot::Leaf(single);
+    if below.maps().total == 1 {
+        branch.rebuild(|maps, leaves, branches| {
+            let (_, mut single, _) = branches.remove(at).into_parts();
+            let Some(single) = single.pop() else {
+                unreachable!("a branch with one leaf below holds it itself")
+            };
+            leaves.insert(index(maps.leafmap, chunk), single);
+            maps.branchmap &= !bit;
+            maps.leafmap |= bit;
+        });
     }
-    inner.header_mut().leaves -= 1;
     Some(removed)
-}
-
-fn single_leaf<L: Clone>(slot: &Slot<L>) -> Option<L> {
-    match slot {
-        Slot::Branch(branch) if branch.slice.len() == 1 => match &branch.slice[0] {
-            Slot::Leaf(leaf) => Some(leaf.clone()),
-            _ => None,
-        },
-        Slot::Bucket(bucket) if bucket.len() == 1 => Some(bucket[0].clone()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -605,20 +851,44 @@ mod tests {
         // Leaves with one hash: exercise the bucket through `split` at the deepest level.
         let a = Entry(1, 1);
         let b = Entry(2, 2);
-        let Slot::Branch(mut branch) = split(a.clone(), 0, b.clone(), 0, 0) else {
-            panic!("two leaves make a branch");
-        };
+        let mut branch = split(a.clone(), 0, b.clone(), 0, 0);
         let mut depth_seen = 0;
         let mut cursor = &branch;
-        while let Slot::Branch(next) = &cursor.slice[0] {
-            cursor = next;
+        while !cursor.maps().is_bucket() {
+            assert_eq!(cursor.leaves().len(), 0);
+            cursor = &cursor.branches()[0];
             depth_seen += 1;
         }
-        assert_eq!(depth_seen, DEPTH_MAX - 1);
-        assert!(matches!(&cursor.slice[0], Slot::Bucket(bucket) if bucket.len() == 2));
+        assert_eq!(depth_seen, DEPTH_MAX);
+        assert_eq!(cursor.leaves(), [a.clone(), b.clone()]);
         let removed = remove_in(&mut branch, &1, 0, 0);
         assert_eq!(removed, Some(a));
         // The deepest bucket collapsed to a leaf, then each one-leaf branch above it too.
-        assert!(matches!(&branch.slice[0], Slot::Leaf(leaf) if *leaf == b));
+        assert_eq!(branch.leaves(), [b]);
+        assert!(branch.branches().is_empty());
+    }
+
+    #[test]
+    fn a_shared_trie_keeps_its_contents_while_the_other_changes() {
+        let mut trie = Trie::default();
+        for key in 0..2000u64 {
+            trie.insert(Entry(key, 0));
+        }
+        let snapshot = trie.clone();
+        for key in 0..1000u64 {
+            trie.remove(&key);
+            trie.insert(Entry(key + 5000, 1));
+        }
+        let mut drained = Vec::new();
+        let mut copy = snapshot.clone();
+        copy.drain_into(&mut drained);
+        assert!(drained.is_empty(), "shared branches are only released");
+        assert_eq!(snapshot.len(), 2000);
+        assert!((0..2000).all(|key| snapshot.get(&key) == Some(&Entry(key, 0))));
+        assert_eq!(trie.len(), 2000);
+        assert!((0..1000).all(|key| trie.get(&key).is_none()));
+        drop(snapshot);
+        trie.drain_into(&mut drained);
+        assert_eq!(drained.len(), 2000, "unshared leaves are moved out");
     }
 }
