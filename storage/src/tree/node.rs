@@ -514,9 +514,18 @@ fn decode_stat(bytes: &[u8]) -> StatPersisted {
     let mut fields = [0i64; 9];
     let mut at = 0;
     for field in &mut fields {
-        let (value, len) = read_varint(&bytes[at..]);
+        let mut value = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = bytes[at];
+            at += 1;
+            value |= u64::from(byte & 0x7f) << (shift & 63);
+            if byte < 0x80 {
+                break;
+            }
+            shift += 7;
+        }
         *field = unzigzag(value);
-        at += len;
     }
     let [czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, owner] = fields;
     StatPersisted {

@@ -143,43 +143,47 @@ impl<L> Branch<L> {
     /// A new branch holding `leaves` and `branches` in the order `maps` gives them.
     fn new(maps: Maps, leaves: Vec<L>, branches: Vec<Branch<L>>) -> Branch<L> {
         assert_eq!(leaves.len(), maps.leaf_len(), "leaves match the leaf map");
-        assert_eq!(
-            branches.len(),
-            maps.branch_len(),
-            "branches match the branch map"
-        );
-        let (layout, leaves_at, branches_at) = layout::<L>(leaves.len(), branches.len());
+        assert_eq!(branches.len(), maps.branch_len(), "branches match the branch map");
+        let (branch, leaf_array, branch_array) = Branch::allocate(maps);
+        // SAFETY: `allocate` made room for exactly these numbers of leaves and branches. The
+        // values are moved in: the vectors give up their elements (`set_len(0)`) before they
+        // are dropped.
+        unsafe {
+            let mut leaves = leaves;
+            let mut branches = branches;
+            std::ptr::copy_nonoverlapping(leaves.as_ptr(), leaf_array, leaves.len());
+            leaves.set_len(0);
+            std::ptr::copy_nonoverlapping(branches.as_ptr(), branch_array, branches.len());
+            branches.set_len(0);
+        }
+        branch
+    }
+
+    /// A branch with the header for `maps` and room for its leaves and branches, which the
+    /// caller must write (at the two pointers returned) before the branch is used or dropped.
+    fn allocate(maps: Maps) -> (Branch<L>, *mut L, *mut Branch<L>) {
+        let (layout, leaves_at, branches_at) = layout::<L>(maps.leaf_len(), maps.branch_len());
         // SAFETY: the layout has a non-zero size (at least the header).
         let raw = unsafe { alloc::alloc(layout) };
         let Some(header) = NonNull::new(raw.cast::<Header>()) else {
             alloc::handle_alloc_error(layout)
         };
-        // SAFETY: the allocation is fresh and laid out by `layout` for a header, `leaves.len()`
-        // leaves at `leaves_at` and `branches.len()` branches at `branches_at`. The values are
-        // moved in: the vectors give up their elements (`set_len(0)`) before they are dropped.
+        // SAFETY: the allocation is fresh and laid out by `layout` for a header and the two
+        // arrays at these offsets.
         unsafe {
             header.as_ptr().write(Header {
                 count: AtomicU32::new(1),
                 maps,
             });
-            let mut leaves = leaves;
-            let mut branches = branches;
-            std::ptr::copy_nonoverlapping(
-                leaves.as_ptr(),
+            let branch = Branch {
+                header,
+                owns: PhantomData,
+            };
+            (
+                branch,
                 raw.add(leaves_at).cast::<L>(),
-                leaves.len(),
-            );
-            leaves.set_len(0);
-            std::ptr::copy_nonoverlapping(
-                branches.as_ptr(),
                 raw.add(branches_at).cast::<Branch<L>>(),
-                branches.len(),
-            );
-            branches.set_len(0);
-        }
-        Branch {
-            header,
-            owns: PhantomData,
+            )
         }
     }
 
@@ -317,11 +321,7 @@ impl<L: Clone> Branch<L> {
     /// The contents for writing, copying the branch first if a clone shares it.
     fn make_mut(&mut self) -> Contents<'_, L> {
         if !self.is_unique() {
-            *self = Branch::new(
-                self.maps(),
-                self.leaves().to_vec(),
-                self.branches().to_vec(),
-            );
+            self.reshape(self.maps(), Edit::Keep, Edit::Keep);
         }
         match self.contents_mut() {
             Some(contents) => contents,
@@ -329,33 +329,110 @@ impl<L: Clone> Branch<L> {
         }
     }
 
-    /// Rebuilds the branch with `edit` applied to its parts (branches are exact-size, so
-    /// adding or removing a slot means a new allocation); the parts are moved if no clone
-    /// shares the branch.
-    fn rebuild<R>(
+    /// Replaces the branch by one with `maps` and its arrays changed by the two edits
+    /// (branches are exact-size, so adding or removing a slot means a new allocation); the
+    /// contents are moved if no clone shares the branch, cloned otherwise. Returns what the
+    /// edits removed.
+    fn reshape(
         &mut self,
-        edit: impl FnOnce(&mut Maps, &mut Vec<L>, &mut Vec<Branch<L>>) -> R,
-    ) -> R {
-        /// Puts an empty branch in the place that was read out if `edit` panics, so that the
-        /// old branch is not released twice while unwinding.
-        struct Refill<L>(*mut Branch<L>);
-        impl<L> Drop for Refill<L> {
-            fn drop(&mut self) {
-                let empty = Branch::new(Maps::bucket(0), Vec::new(), Vec::new());
-                // SAFETY: the place holds a bit copy of a branch that was moved out.
-                unsafe { self.0.write(empty) };
+        maps: Maps,
+        leaf: Edit<L>,
+        branch: Edit<Branch<L>>,
+    ) -> (Option<L>, Option<Branch<L>>) {
+        let old_maps = self.maps();
+        assert_eq!(leaf.new_len(old_maps.leaf_len()), maps.leaf_len(), "leaf edit fits");
+        assert_eq!(branch.new_len(old_maps.branch_len()), maps.branch_len(), "branch edit fits");
+        let moving = self.is_unique();
+        let (old_leaves, leaf_len, old_branches, branch_len) = self.arrays();
+        let (new, new_leaves, new_branches) = Branch::allocate(maps);
+        // SAFETY: the new arrays have room for the edited lengths (asserted above). When
+        // moving, `self` is the only reference to the old allocation: its contents are moved
+        // out once each and its memory is freed without dropping them; the new branch is
+        // written over `self` without dropping the old one. When cloning, the old branch is
+        // only read and then released by the assignment.
+        unsafe {
+            let removed = (
+                fill(old_leaves, leaf_len, new_leaves, leaf, moving),
+                fill(old_branches, branch_len, new_branches, branch, moving),
+            );
+            if moving {
+                let (layout, _, _) = layout::<L>(leaf_len, branch_len);
+                alloc::dealloc(self.header.as_ptr().cast::<u8>(), layout);
+                std::ptr::write(self, new);
+            } else {
+                *self = new;
+            }
+            removed
+        }
+    }
+}
+
+/// A change to one array of a branch.
+enum Edit<T> {
+    Keep,
+    Insert(usize, T),
+    Remove(usize),
+}
+
+impl<T> Edit<T> {
+    fn new_len(&self, old: usize) -> usize {
+        match self {
+            Edit::Keep => old,
+            Edit::Insert(..) => old + 1,
+            Edit::Remove(_) => old - 1,
+        }
+    }
+}
+
+/// Writes the `len` elements at `src`, changed by `edit`, to `dst`: moved when `moving`,
+/// cloned otherwise. Returns the removed element (moved out, or a clone).
+///
+/// # Safety
+/// `src` holds `len` initialized elements and `dst` room for `edit.new_len(len)`, not
+/// overlapping; the index of the edit is in range. When `moving`, the caller must not use or
+/// drop the elements at `src` afterwards.
+unsafe fn fill<T: Clone>(
+    src: *const T,
+    len: usize,
+    dst: *mut T,
+    edit: Edit<T>,
+    moving: bool,
+) -> Option<T> {
+    // SAFETY: the ranges below are within `src[..len]` and `dst[..new_len]` by the caller's
+    // guarantees.
+    unsafe {
+        let copy = |from: usize, to: usize, count: usize| {
+            if moving {
+                std::ptr::copy_nonoverlapping(src.add(from), dst.add(to), count);
+            } else {
+                for at in 0..count {
+                    dst.add(to + at).write((*src.add(from + at)).clone());
+                }
+            }
+        };
+        match edit {
+            Edit::Keep => {
+                copy(0, 0, len);
+                None
+            }
+            Edit::Insert(at, value) => {
+                assert!(at <= len, "insert within the array");
+                copy(0, 0, at);
+                dst.add(at).write(value);
+                copy(at, at + 1, len - at);
+                None
+            }
+            Edit::Remove(at) => {
+                assert!(at < len, "remove within the array");
+                copy(0, 0, at);
+                copy(at + 1, at, len - at - 1);
+                Some(if moving {
+                    src.add(at).read()
+                } else {
+                    (*src.add(at)).clone()
+                })
             }
         }
-        // SAFETY: the branch is moved out of `*self` here and a branch is written back below
-        // before `*self` is used again (by `Refill` if `edit` panics).
-        let old = unsafe { std::ptr::read(self) };
-        let refill = Refill(self as *mut Branch<L>);
-        let (mut maps, mut leaves, mut branches) = old.into_parts();
-        let out = edit(&mut maps, &mut leaves, &mut branches);
-        std::mem::forget(refill);
-        // SAFETY: as above; the old branch was consumed by `into_parts`.
-        unsafe { std::ptr::write(self, Branch::new(maps, leaves, branches)) };
-        out
     }
 }
 
@@ -620,10 +697,9 @@ fn put_in<L: Leaf>(
                 leaf,
             ))),
             None => {
-                branch.rebuild(|maps, leaves, _| {
-                    leaves.push(leaf);
-                    maps.total += 1;
-                });
+                let grown = Maps::bucket(maps.total as usize + 1);
+                let at = maps.total as usize;
+                branch.reshape(grown, Edit::Insert(at, leaf), Edit::Keep);
                 Ok(None)
             }
         };
@@ -645,11 +721,13 @@ fn put_in<L: Leaf>(
         return outcome;
     }
     if maps.leafmap & bit == 0 {
-        branch.rebuild(|maps, leaves, _| {
-            leaves.insert(index(maps.leafmap, chunk), leaf);
-            maps.leafmap |= bit;
-            maps.total += 1;
-        });
+        let grown = Maps {
+            leafmap: maps.leafmap | bit,
+            total: maps.total + 1,
+            ..maps
+        };
+        let at = index(maps.leafmap, chunk);
+        branch.reshape(grown, Edit::Insert(at, leaf), Edit::Keep);
         return Ok(None);
     }
     let at = index(maps.leafmap, chunk);
@@ -663,15 +741,16 @@ fn put_in<L: Leaf>(
         };
     }
     // Two keys in one slot: the leaf there and the new one move into a new branch below.
-    branch.rebuild(|maps, leaves, branches| {
-        let old = leaves.remove(at);
-        let old_hash = hash_key(old.key());
-        let below = split(old, old_hash, leaf, hash, depth + 1);
-        branches.insert(index(maps.branchmap, chunk), below);
-        maps.leafmap &= !bit;
-        maps.branchmap |= bit;
-        maps.total += 1;
-    });
+    let old = branch.leaves()[at].clone();
+    let old_hash = hash_key(old.key());
+    let below = split(old, old_hash, leaf, hash, depth + 1);
+    let grown = Maps {
+        leafmap: maps.leafmap & !bit,
+        branchmap: maps.branchmap | bit,
+        total: maps.total + 1,
+    };
+    let branch_at = index(maps.branchmap, chunk);
+    branch.reshape(grown, Edit::Remove(at), Edit::Insert(branch_at, below));
     Ok(None)
 }
 
@@ -707,10 +786,8 @@ fn remove_in<L: Leaf>(branch: &mut Branch<L>, key: &L::Key, hash: u64, depth: u3
     let maps = branch.maps();
     if maps.is_bucket() {
         let at = branch.leaves().iter().position(|leaf| leaf.key() == key)?;
-        return Some(branch.rebuild(|maps, leaves, _| {
-            maps.total -= 1;
-            leaves.remove(at)
-        }));
+        let shrunk = Maps::bucket(maps.total as usize - 1);
+        return branch.reshape(shrunk, Edit::Remove(at), Edit::Keep).0;
     }
     let chunk = chunk(hash, depth);
     let bit = 1u32 << chunk;
@@ -719,11 +796,12 @@ fn remove_in<L: Leaf>(branch: &mut Branch<L>, key: &L::Key, hash: u64, depth: u3
         if branch.leaves()[at].key() != key {
             return None;
         }
-        return Some(branch.rebuild(|maps, leaves, _| {
-            maps.leafmap &= !bit;
-            maps.total -= 1;
-            leaves.remove(at)
-        }));
+        let shrunk = Maps {
+            leafmap: maps.leafmap & !bit,
+            total: maps.total - 1,
+            ..maps
+        };
+        return branch.reshape(shrunk, Edit::Remove(at), Edit::Keep).0;
     }
     if maps.branchmap & bit == 0 {
         return None;
@@ -735,15 +813,17 @@ fn remove_in<L: Leaf>(branch: &mut Branch<L>, key: &L::Key, hash: u64, depth: u3
     contents.maps.total -= 1;
     // Keep the trie canonical: a branch or bucket left with one leaf becomes that leaf.
     if below.maps().total == 1 {
-        branch.rebuild(|maps, leaves, branches| {
-            let (_, mut single, _) = branches.remove(at).into_parts();
-            let Some(single) = single.pop() else {
-                unreachable!("a branch with one leaf below holds it itself")
-            };
-            leaves.insert(index(maps.leafmap, chunk), single);
-            maps.branchmap &= !bit;
-            maps.leafmap |= bit;
-        });
+        let Some(single) = below.leaves().first().cloned() else {
+            unreachable!("a branch with one leaf below holds it itself")
+        };
+        let maps = *contents.maps;
+        let collapsed = Maps {
+            leafmap: maps.leafmap | bit,
+            branchmap: maps.branchmap & !bit,
+            total: maps.total,
+        };
+        let leaf_at = index(maps.leafmap, chunk);
+        branch.reshape(collapsed, Edit::Insert(leaf_at, single), Edit::Remove(at));
     }
     Some(removed)
 }
