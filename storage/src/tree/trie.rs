@@ -143,7 +143,11 @@ impl<L> Branch<L> {
     /// A new branch holding `leaves` and `branches` in the order `maps` gives them.
     fn new(maps: Maps, leaves: Vec<L>, branches: Vec<Branch<L>>) -> Branch<L> {
         assert_eq!(leaves.len(), maps.leaf_len(), "leaves match the leaf map");
-        assert_eq!(branches.len(), maps.branch_len(), "branches match the branch map");
+        assert_eq!(
+            branches.len(),
+            maps.branch_len(),
+            "branches match the branch map"
+        );
         let (branch, leaf_array, branch_array) = Branch::allocate(maps);
         // SAFETY: `allocate` made room for exactly these numbers of leaves and branches. The
         // values are moved in: the vectors give up their elements (`set_len(0)`) before they
@@ -340,8 +344,16 @@ impl<L: Clone> Branch<L> {
         branch: Edit<Branch<L>>,
     ) -> (Option<L>, Option<Branch<L>>) {
         let old_maps = self.maps();
-        assert_eq!(leaf.new_len(old_maps.leaf_len()), maps.leaf_len(), "leaf edit fits");
-        assert_eq!(branch.new_len(old_maps.branch_len()), maps.branch_len(), "branch edit fits");
+        assert_eq!(
+            leaf.new_len(old_maps.leaf_len()),
+            maps.leaf_len(),
+            "leaf edit fits"
+        );
+        assert_eq!(
+            branch.new_len(old_maps.branch_len()),
+            maps.branch_len(),
+            "branch edit fits"
+        );
         let moving = self.is_unique();
         let (old_leaves, leaf_len, old_branches, branch_len) = self.arrays();
         let (new, new_leaves, new_branches) = Branch::allocate(maps);
