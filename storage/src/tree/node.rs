@@ -651,6 +651,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "200,000 levels take too long under Miri")]
     fn a_deep_path_drops_without_recursion() {
         let mut node = Node::build(0, acl(), Trie::default(), &stat_with(1), b"leaf", None);
         for _ in 0..200_000 {
