@@ -264,7 +264,7 @@ impl Tree {
         if name.len() > NAME_BYTES_MAX {
             return Err(ErrorCode::BadArguments);
         }
-        let child = Node::new(NewNode {
+        let (child, stat) = Node::created(NewNode {
             path: spec.path,
             data: spec.data,
             acl: self.intern_acl(spec.acl),
@@ -273,7 +273,6 @@ impl Tree {
             time: context.time,
         });
         let child_digest = child.digest();
-        let stat = child.stat();
         // One walk: a failure leaves the contents as they were (at most a copy was unshared).
         let parent = self.find_mut(parent_path).ok_or(ErrorCode::NoNode)?;
         if parent.children_mut().insert_new(child).is_err() {
@@ -374,14 +373,14 @@ impl Tree {
     ) -> Result<Stat, ErrorCode> {
         let (stat, old, new) = {
             let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
-            let changed = node.with_data(path, data, |stat| {
+            let (changed, stat) = node.with_data(path, data, |stat| {
                 stat.mtime = context.time;
                 stat.mzxid = context.zxid;
                 stat.version = version;
             });
             let (old, new) = (node.digest(), changed.digest());
             *node = changed;
-            (node.stat(), old, new)
+            (stat, old, new)
         };
         self.replace_digest(old, new);
         out.push(trigger(path, WatchEvent::NodeDataChanged));

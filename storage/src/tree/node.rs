@@ -88,6 +88,11 @@ struct Parts<'a> {
 
 impl Node {
     pub(crate) fn new(fields: NewNode<'_>) -> Node {
+        Node::created(fields).0
+    }
+
+    /// A new node and its client stat.
+    pub(crate) fn created(fields: NewNode<'_>) -> (Node, Stat) {
         let stat = StatPersisted {
             czxid: fields.zxid,
             mzxid: fields.zxid,
@@ -99,7 +104,9 @@ impl Node {
             cversion: 0,
             aversion: 0,
         };
-        Node::restored(fields.path, &stat, fields.data, fields.acl, Trie::default())
+        let data_len = fields.data.map_or(0, <[u8]>::len);
+        let node = Node::restored(fields.path, &stat, fields.data, fields.acl, Trie::default());
+        (node, client_stat(&stat, data_len, 0))
     }
 
     /// A node as a snapshot recorded it, with its children already built and its digest
@@ -226,21 +233,11 @@ impl Node {
 
     pub(crate) fn stat(&self) -> Stat {
         let parts = self.parts();
-        let stat = decode_stat(parts.stat);
-        let num_children = self.children().len() as i32;
-        Stat {
-            czxid: stat.czxid,
-            mzxid: stat.mzxid,
-            ctime: stat.ctime,
-            mtime: stat.mtime,
-            version: stat.version,
-            cversion: stat.cversion.wrapping_mul(2).wrapping_sub(num_children),
-            aversion: stat.aversion,
-            ephemeral_owner: stat.ephemeral_owner,
-            data_length: parts.data.map_or(0, <[u8]>::len) as i32,
-            num_children,
-            pzxid: stat.pzxid,
-        }
+        client_stat(
+            &decode_stat(parts.stat),
+            parts.data.map_or(0, <[u8]>::len),
+            self.children().len(),
+        )
     }
 
     fn is_unique(&self) -> bool {
@@ -313,23 +310,44 @@ impl Node {
     }
 
     /// The node at `path` with new data and the stat `change` makes (a new allocation: the data
-    /// is part of it), its digest computed.
+    /// is part of it), its digest computed; and its client stat.
     pub(crate) fn with_data(
         &self,
         path: &str,
         data: Option<&[u8]>,
         change: impl FnOnce(&mut StatPersisted),
-    ) -> Node {
-        let mut stat = self.persisted_stat();
+    ) -> (Node, Stat) {
+        let parts = self.parts();
+        let mut stat = decode_stat(parts.stat);
         change(&mut stat);
-        Node::build(
+        let node = Node::build(
             node_digest(path, data, &stat),
             self.acl().clone(),
             self.children().clone(),
             &stat,
-            self.name(),
+            parts.name,
             data,
-        )
+        );
+        let data_len = data.map_or(0, <[u8]>::len);
+        (node, client_stat(&stat, data_len, self.children().len()))
+    }
+}
+
+/// The stat a client sees for a node with this persisted stat, data length and children.
+pub(crate) fn client_stat(stat: &StatPersisted, data_len: usize, num_children: usize) -> Stat {
+    let num_children = num_children as i32;
+    Stat {
+        czxid: stat.czxid,
+        mzxid: stat.mzxid,
+        ctime: stat.ctime,
+        mtime: stat.mtime,
+        version: stat.version,
+        cversion: stat.cversion.wrapping_mul(2).wrapping_sub(num_children),
+        aversion: stat.aversion,
+        ephemeral_owner: stat.ephemeral_owner,
+        data_length: data_len as i32,
+        num_children,
+        pzxid: stat.pzxid,
     }
 }
 
@@ -469,14 +487,30 @@ unsafe fn read_raw_varint(start: *const u8) -> (u64, usize) {
     }
 }
 
-/// Length of the first `count` varints of `bytes`.
+/// Length of the first `count` varints of `bytes` (eight bytes at a time: a varint ends at
+/// each byte with the high bit clear).
 fn skip_varints(bytes: &[u8], count: usize) -> usize {
-    let mut seen = 0;
-    for (at, byte) in bytes.iter().enumerate() {
+    let mut left = count;
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        let mut ends = !u64::from_le_bytes(word) & 0x8080_8080_8080_8080;
+        let seen = ends.count_ones() as usize;
+        if seen >= left {
+            for _ in 1..left {
+                ends &= ends - 1;
+            }
+            return at + (ends.trailing_zeros() / 8) as usize + 1;
+        }
+        left -= seen;
+        at += 8;
+    }
+    for (offset, byte) in bytes[at..].iter().enumerate() {
         if byte & 0x80 == 0 {
-            seen += 1;
-            if seen == count {
-                return at + 1;
+            left -= 1;
+            if left == 0 {
+                return at + offset + 1;
             }
         }
     }
