@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -105,8 +106,12 @@ def measure(setting, snap_count, base):
     config = os.path.join(directory, "zoo.cfg")
     port = free_port()
     data = os.path.join(directory, "data")
+    if ARGS.snap_dir:
+        data = tempfile.mkdtemp(prefix=f"snaplat-{setting}-", dir=ARGS.snap_dir)
+    log_dir = os.path.join(directory, "log")
     with open(config, "w") as f:
-        f.write(f"dataDir={data}\nclientPort={port}\nclientPortAddress=127.0.0.1\n"
+        f.write(f"dataDir={data}\ndataLogDir={log_dir}\nclientPort={port}\n"
+                "clientPortAddress=127.0.0.1\n"
                 f"snapCount={snap_count}\n4lw.commands.whitelist=*\n")
     log = open(os.path.join(directory, "zinc.log"), "w")
     process = subprocess.Popen([ZINC, "--config", config], stdout=log, stderr=subprocess.STDOUT)
@@ -126,6 +131,8 @@ def measure(setting, snap_count, base):
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+        if ARGS.snap_dir:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def percentile(result, name):
@@ -142,6 +149,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--snap-count", type=int, default=100_000)
     parser.add_argument("--dir", default=None, help="where the data directories go (a temp dir)")
+    parser.add_argument("--snap-dir", default=None,
+                        help="put dataDir (snapshots) under this directory, the log stays in "
+                             "--dir (to tell disk contention from CPU contention)")
     ARGS = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(dir=ARGS.dir) as base:
