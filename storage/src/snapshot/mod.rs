@@ -24,6 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rkyv::rancor;
+use rkyv::util::AlignedVec;
 use zinc_protocol::{Acl, Id, StatPersisted, Zxid};
 
 use crate::tree::{RestoredNode, Tree};
@@ -122,15 +123,31 @@ pub fn parse_snapshot_name(name: &str) -> Option<Zxid> {
 }
 
 /// Encodes `tree` as a snapshot file's bytes (archive + trailer). Pure CPU work.
-pub fn encode(tree: &Tree) -> Result<Vec<u8>, SnapshotError> {
+pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
     let record = snapshot_record(tree);
-    let archive = rkyv::to_bytes::<rancor::Error>(&record)
-        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
-    let mut bytes = Vec::with_capacity(archive.len() + TRAILER_BYTES);
-    bytes.extend_from_slice(&archive);
+    // The archive is serialized into a buffer of about its final size and the trailer is
+    // appended to it: growing the buffer by doubling, or copying the archive into another one,
+    // would copy and fault in the whole snapshot (hundreds of MB for a large tree) again.
+    let estimate: usize = record
+        .nodes
+        .iter()
+        .map(|node| {
+            let data = node.data.as_ref().map_or(0, Vec::len);
+            std::mem::size_of::<ArchivedNodeRecord>() + node.path.len() + data
+        })
+        .sum::<usize>()
+        + record.sessions.len() * std::mem::size_of::<ArchivedSessionRecord>()
+        + 4096;
+    let mut bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
+        &record,
+        AlignedVec::with_capacity(estimate + TRAILER_BYTES),
+    )
+    .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    let archive_len = bytes.len();
+    let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(archive.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+    bytes.extend_from_slice(&(archive_len as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc.to_le_bytes());
     bytes.extend_from_slice(&[0; 4]);
     Ok(bytes)
 }
