@@ -46,6 +46,19 @@ pub trait SegmentFile {
     async fn write_at(&self, buf: Self::Buf, offset_bytes: u64) -> io::Result<usize>;
     /// Reads up to `len_bytes` at `offset_bytes`; may return fewer (0 at end of file).
     async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> io::Result<Vec<u8>>;
+    /// Reads up to `len_bytes` at `offset_bytes` onto the end of `out`; returns how many were
+    /// read (0 at end of file). A device can override it to copy once instead of twice.
+    async fn read_append(
+        &self,
+        offset_bytes: u64,
+        len_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        let chunk = self.read_at(offset_bytes, len_bytes).await?;
+        let read = chunk.len().min(len_bytes);
+        out.extend_from_slice(&chunk[..read]);
+        Ok(read)
+    }
     /// fdatasync: everything written so far becomes durable.
     async fn sync_data(&self) -> io::Result<()>;
     /// The file's length.

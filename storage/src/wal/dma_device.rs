@@ -166,6 +166,18 @@ impl SegmentFile for DmaFile {
         Ok(read.to_vec())
     }
 
+    async fn read_append(
+        &self,
+        offset_bytes: u64,
+        len_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        let read = DmaFile::read_at(self, offset_bytes, len_bytes).await?;
+        let count = read.len().min(len_bytes);
+        out.extend_from_slice(&read[..count]);
+        Ok(count)
+    }
+
     async fn sync_data(&self) -> io::Result<()> {
         Ok(self.fdatasync().await?)
     }

@@ -582,15 +582,14 @@ async fn read_segment<D: Device>(device: &D, first: Zxid) -> Result<Vec<u8>, Wal
     let mut bytes = Vec::with_capacity(len);
     while bytes.len() < len {
         let want = READ_CHUNK_BYTES.min(len - bytes.len());
-        let chunk = file
-            .read_at(bytes.len() as u64, want)
+        let read = file
+            .read_append(bytes.len() as u64, want, &mut bytes)
             .await
             .map_err(|e| io_error("read", e))?;
-        if chunk.is_empty() {
+        if read == 0 {
             let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
             return Err(io_error("read", eof));
         }
-        bytes.extend_from_slice(&chunk[..chunk.len().min(want)]);
     }
     Ok(bytes)
 }

@@ -73,16 +73,33 @@ pub fn scan_segment(buf: &[u8], payload_bytes_max: usize, prev: Option<Zxid>) ->
             }
         }
     };
-    let garbage_end_bytes = buf[at..]
-        .iter()
-        .rposition(|b| *b != 0)
-        .map_or(at, |i| at + i + 1);
+    let garbage_end_bytes = at + last_nonzero_end(&buf[at..]);
     SegmentScan {
         records,
         end_bytes: at,
         bad: bad.or((garbage_end_bytes > at).then_some("non-zero bytes after the end marker")),
         garbage_end_bytes,
     }
+}
+
+/// One past the last non-zero byte of `bytes`, 0 if all are zero. The rest of a segment after
+/// its records is tens of MB of zeros; this checks it 64 bytes at a time from the end.
+fn last_nonzero_end(bytes: &[u8]) -> usize {
+    const STEP: usize = 64;
+    let whole = bytes.len() / STEP * STEP;
+    if let Some(i) = bytes[whole..].iter().rposition(|b| *b != 0) {
+        return whole + i + 1;
+    }
+    let mut end = whole;
+    while end > 0 {
+        let block = &bytes[end - STEP..end];
+        if block.iter().fold(0u8, |any, b| any | b) != 0 {
+            let i = block.iter().rposition(|b| *b != 0).unwrap_or(0);
+            return end - STEP + i + 1;
+        }
+        end -= STEP;
+    }
+    0
 }
 
 #[cfg(test)]
@@ -128,5 +145,20 @@ mod tests {
             (stale.records.len(), stale.bad),
             (0, Some("zxid does not increase"))
         );
+    }
+
+    #[test]
+    fn last_nonzero_byte_is_found_at_any_place() {
+        for len in [0usize, 1, 63, 64, 65, 200, 4096] {
+            assert_eq!(last_nonzero_end(&vec![0; len]), 0, "zeros of {len}");
+            for at in (0..len).step_by(7).chain(len.checked_sub(1)) {
+                let mut bytes = vec![0u8; len];
+                bytes[at] = 0x80;
+                if at > 3 {
+                    bytes[at - 3] = 1;
+                }
+                assert_eq!(last_nonzero_end(&bytes), at + 1, "len {len}, byte {at}");
+            }
+        }
     }
 }
