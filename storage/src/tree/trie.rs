@@ -139,6 +139,16 @@ fn layout<L>(leaves: usize, branches: usize) -> (Layout, usize, usize) {
     (whole.pad_to_align(), leaves_at, branches_at)
 }
 
+/// The offsets `layout` gives the leaves and the branches, computed without building the
+/// layout (every read of a branch needs them): each array starts at the end of what precedes
+/// it, rounded up to its alignment, as `Layout::extend` places it.
+fn offsets<L>(leaves: usize) -> (usize, usize) {
+    let leaves_at = std::mem::size_of::<Header>().next_multiple_of(std::mem::align_of::<L>());
+    let after_leaves = leaves_at + leaves * std::mem::size_of::<L>();
+    let branches_at = after_leaves.next_multiple_of(std::mem::align_of::<Branch<L>>());
+    (leaves_at, branches_at)
+}
+
 impl<L> Branch<L> {
     /// A new branch holding `leaves` and `branches` in the order `maps` gives them.
     fn new(maps: Maps, leaves: Vec<L>, branches: Vec<Branch<L>>) -> Branch<L> {
@@ -167,6 +177,11 @@ impl<L> Branch<L> {
     /// caller must write (at the two pointers returned) before the branch is used or dropped.
     fn allocate(maps: Maps) -> (Branch<L>, *mut L, *mut Branch<L>) {
         let (layout, leaves_at, branches_at) = layout::<L>(maps.leaf_len(), maps.branch_len());
+        assert_eq!(
+            (leaves_at, branches_at),
+            offsets::<L>(maps.leaf_len()),
+            "reads find the arrays where they are written"
+        );
         // SAFETY: the layout has a non-zero size (at least the header).
         let raw = unsafe { alloc::alloc(layout) };
         let Some(header) = NonNull::new(raw.cast::<Header>()) else {
@@ -201,7 +216,7 @@ impl<L> Branch<L> {
     fn arrays(&self) -> (*mut L, usize, *mut Branch<L>, usize) {
         let maps = self.maps();
         let (leaf_len, branch_len) = (maps.leaf_len(), maps.branch_len());
-        let (_, leaves_at, branches_at) = layout::<L>(leaf_len, branch_len);
+        let (leaves_at, branches_at) = offsets::<L>(leaf_len);
         let raw = self.header.as_ptr().cast::<u8>();
         // SAFETY: both offsets lie within the allocation, which `layout` sized for these
         // numbers of leaves and branches when it was made (the maps have not changed them).
