@@ -4,10 +4,10 @@
 For each setting, alternately --rounds times, in a fresh temporary data directory on a free
 loopback port: start Zinc (target/release) with that snapCount and run `zinc-bench --workload
 set --keys ZNODES` (its setup creates the ZNODES znodes of --data-bytes before the clock
-starts), setting random ones of them at a fixed --rate (open loop: latency is measured from each request's intended
-send time, so a stall is not hidden) for --seconds, and read its HDR percentiles. While the
-set load runs, the data directory's snapshot files are watched, so the output says how many
-snapshots were finished inside the measured window.
+starts), setting random ones of them at a fixed --rate (open loop: latency is measured
+from each request's intended send time, so a stall is not hidden) for --seconds, and read its
+HDR percentiles. While the set load runs, the data directory's snapshot files are watched, so
+the output says how many snapshots were finished inside the measured window.
 
 - "snapshots": snapCount=--snap-count (default 100000, Zinc's and ZooKeeper's default). With
   the randomized trigger in [snapCount/2, snapCount), a set load of 20,000/s starts a snapshot
@@ -24,7 +24,6 @@ Prints a Markdown table. Kills what it starts.
 import argparse
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -34,25 +33,14 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from restart import free_port  # noqa: E402  (a free port below the ephemeral range)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZINC = os.path.join(REPO, "target", "release", "zinc")
 BENCH = os.path.join(REPO, "target", "release", "zinc-bench")
 READY_TIMEOUT_S = 120
 NO_SNAPSHOTS = 2_000_000_000
-
-
-def free_port():
-    """A free port below the ephemeral range (see restart.py)."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        low = int(f.read().split()[0])
-    while True:
-        port = random.randrange(10000, max(low, 11000))
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
 
 
 def wait_serving(process, port):
