@@ -369,19 +369,27 @@ impl<L: Clone> Branch<L> {
             maps.branch_len(),
             "branch edit fits"
         );
+        assert!(leaf.fits(old_maps.leaf_len()), "leaf edit within the array");
+        assert!(
+            branch.fits(old_maps.branch_len()),
+            "branch edit within the array"
+        );
         let moving = self.is_unique();
         let (old_leaves, leaf_len, old_branches, branch_len) = self.arrays();
         let (new, new_leaves, new_branches) = Branch::allocate(maps);
-        // SAFETY: the new arrays have room for the edited lengths (asserted above). When
-        // moving, `self` is the only reference to the old allocation: its contents are moved
-        // out once each and its memory is freed without dropping them; the new branch is
-        // written over `self` without dropping the old one. When cloning, the old branch is
-        // only read and then released by the assignment.
+        // Not dropped until its arrays are filled: a clone that panics half way leaks it.
+        let new = std::mem::ManuallyDrop::new(new);
+        // SAFETY: the new arrays have room for the edited lengths and the edits' indexes are in
+        // range (asserted above). When moving, `self` is the only reference to the old
+        // allocation: its contents are moved out once each and its memory is freed without
+        // dropping them; the new branch is written over `self` without dropping the old one.
+        // When cloning, the old branch is only read and then released by the assignment.
         unsafe {
             let removed = (
                 fill(old_leaves, leaf_len, new_leaves, leaf, moving),
                 fill(old_branches, branch_len, new_branches, branch, moving),
             );
+            let new = std::mem::ManuallyDrop::into_inner(new);
             if moving {
                 let (layout, _, _) = layout::<L>(leaf_len, branch_len);
                 alloc::dealloc(self.header.as_ptr().cast::<u8>(), layout);
@@ -402,6 +410,15 @@ enum Edit<T> {
 }
 
 impl<T> Edit<T> {
+    /// Whether the edit's index is in range for an array of `len`.
+    fn fits(&self, len: usize) -> bool {
+        match self {
+            Edit::Keep => true,
+            Edit::Insert(at, _) => *at <= len,
+            Edit::Remove(at) => *at < len,
+        }
+    }
+
     fn new_len(&self, old: usize) -> usize {
         match self {
             Edit::Keep => old,
@@ -416,7 +433,7 @@ impl<T> Edit<T> {
 ///
 /// # Safety
 /// `src` holds `len` initialized elements and `dst` room for `edit.new_len(len)`, not
-/// overlapping; the index of the edit is in range. When `moving`, the caller must not use or
+/// overlapping; `edit.fits(len)`. When `moving`, the caller must not use or
 /// drop the elements at `src` afterwards.
 unsafe fn fill<T: Clone>(
     src: *const T,
@@ -443,14 +460,12 @@ unsafe fn fill<T: Clone>(
                 None
             }
             Edit::Insert(at, value) => {
-                assert!(at <= len, "insert within the array");
                 copy(0, 0, at);
                 dst.add(at).write(value);
                 copy(at, at + 1, len - at);
                 None
             }
             Edit::Remove(at) => {
-                assert!(at < len, "remove within the array");
                 copy(0, 0, at);
                 copy(at + 1, at, len - at - 1);
                 Some(if moving {
