@@ -133,6 +133,11 @@ fn spawn_writer(
                 let written = snapshot::write(&dir, &root);
                 // Dropping the root here frees the nodes only it still holds, off the core.
                 drop(root);
+                // Writing a snapshot allocates about as much as the tree again (the records
+                // and the archive), in this thread's malloc arena; without a trim, glibc keeps
+                // those pages resident after they are freed.
+                // SAFETY: malloc_trim only returns free memory of the C allocator.
+                unsafe { libc::malloc_trim(0) };
                 let result = written.and_then(|_| snapshot::retain_newest(&dir, keep));
                 if answer.send_blocking(result).is_err() {
                     return;
