@@ -160,17 +160,25 @@ def measure(kind, args, base):
 
 
 def wait_started(server):
+    wait_serving(server.process, server.port, server.kind)
+
+
+def wait_serving(process, port, what):
+    """Until the server on `port` answers srvr with a mode (ZooKeeper answers ruok before it
+    serves); fails at once if `process` exits."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
                 sock.sendall(b"srvr")
                 if b"Mode:" in sock.recv(4096):
                     return
         except OSError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{server.kind} did not start")
+    raise RuntimeError(f"{what} did not start")
 
 
 def main():

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,29 +33,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from restart import free_port  # noqa: E402  (a free port below the ephemeral range)
+from restart import free_port, wait_serving  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZINC = os.path.join(REPO, "target", "release", "zinc")
 BENCH = os.path.join(REPO, "target", "release", "zinc-bench")
-READY_TIMEOUT_S = 120
 NO_SNAPSHOTS = 2_000_000_000
-
-
-def wait_serving(process, port):
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"zinc exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                sock.sendall(b"srvr")
-                if b"Mode:" in sock.recv(4096):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("zinc did not start")
 
 
 def bench(port, workload, extra):
@@ -104,7 +86,7 @@ def measure(setting, snap_count, base):
     log = open(os.path.join(directory, "zinc.log"), "w")
     process = subprocess.Popen([ZINC, "--config", config], stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_serving(process, port)
+        wait_serving(process, port, "zinc")
         watch = SnapshotWatch(os.path.join(data, "snap"))
         watch.start()
         result = bench(port, "set", ["--keys", str(ARGS.znodes), "--rate", str(ARGS.rate),

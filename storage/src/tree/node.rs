@@ -28,7 +28,7 @@ use bytes::Bytes;
 use zinc_protocol::{Stat, StatPersisted};
 
 use super::acl::AclRef;
-use super::trie::{Leaf, Trie};
+use super::trie::{allocate_with_header, Leaf, Trie};
 
 /// Longest child name the layout can hold (the body length is a `u32`).
 pub(crate) const NAME_BYTES_MAX: usize = (u32::MAX >> 2) as usize;
@@ -138,23 +138,19 @@ impl Node {
         let tag = (name.len() as u64) << 1 | u64::from(data.is_none());
         let rest = varint_len(tag) + stat_len + name.len() + data_bytes.len();
         assert!(rest <= BODY_BYTES_MAX, "znode too large");
-        let layout = layout_for(rest);
-        // SAFETY: the layout has a non-zero size (at least the header).
-        let raw = unsafe { alloc::alloc(layout) };
-        let Some(header) = NonNull::new(raw.cast::<Header>()) else {
-            alloc::handle_alloc_error(layout)
-        };
-        // SAFETY: the allocation is fresh, sized by `layout_for(rest)` for a header followed by
-        // the varint of `rest` and `rest` bytes, and aligned for `Header`; every byte written
-        // below lies in it.
-        unsafe {
-            header.as_ptr().write(Header {
+        let header = allocate_with_header(
+            layout_for(rest),
+            Header {
                 count: AtomicU32::new(1),
                 digest,
                 acl,
                 children,
-            });
-            let mut at = raw.add(HEADER_BYTES);
+            },
+        );
+        // SAFETY: the allocation is sized by `layout_for(rest)` for the header followed by the
+        // varint of `rest` and `rest` bytes; every byte written below lies in it.
+        unsafe {
+            let mut at = header.as_ptr().cast::<u8>().add(HEADER_BYTES);
             for part in [
                 &varint(rest as u64)[..],
                 &varint(tag)[..],

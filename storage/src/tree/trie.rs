@@ -139,6 +139,24 @@ fn layout<L>(leaves: usize, branches: usize) -> (Layout, usize, usize) {
     (whole.pad_to_align(), leaves_at, branches_at)
 }
 
+/// A new allocation of `layout` starting with `header`; what follows the header is left for
+/// the caller to write. Znodes and branches are both made this way.
+pub(super) fn allocate_with_header<H>(layout: Layout, header: H) -> NonNull<H> {
+    assert!(
+        layout.size() >= std::mem::size_of::<H>() && layout.align() >= std::mem::align_of::<H>(),
+        "the layout holds the header"
+    );
+    // SAFETY: the layout has a non-zero size (at least the header, which is never zero-sized
+    // here: it holds a reference count).
+    let raw = unsafe { alloc::alloc(layout) };
+    let Some(start) = NonNull::new(raw.cast::<H>()) else {
+        alloc::handle_alloc_error(layout)
+    };
+    // SAFETY: the allocation is fresh, large and aligned enough for `H` (asserted above).
+    unsafe { start.as_ptr().write(header) };
+    start
+}
+
 /// The offsets `layout` gives the leaves and the branches, computed without building the
 /// layout (every read of a branch needs them): each array starts at the end of what precedes
 /// it, rounded up to its alignment, as `Layout::extend` places it.
@@ -182,18 +200,17 @@ impl<L> Branch<L> {
             offsets::<L>(maps.leaf_len()),
             "reads find the arrays where they are written"
         );
-        // SAFETY: the layout has a non-zero size (at least the header).
-        let raw = unsafe { alloc::alloc(layout) };
-        let Some(header) = NonNull::new(raw.cast::<Header>()) else {
-            alloc::handle_alloc_error(layout)
-        };
-        // SAFETY: the allocation is fresh and laid out by `layout` for a header and the two
-        // arrays at these offsets.
-        unsafe {
-            header.as_ptr().write(Header {
+        let header = allocate_with_header(
+            layout,
+            Header {
                 count: AtomicU32::new(1),
                 maps,
-            });
+            },
+        );
+        let raw = header.as_ptr().cast::<u8>();
+        // SAFETY: the allocation is laid out by `layout` for a header and the two arrays at
+        // these offsets.
+        unsafe {
             let branch = Branch {
                 header,
                 owns: PhantomData,
