@@ -58,7 +58,8 @@ pub struct Config {
     pub extended_types_enabled: bool,
     /// How often empty containers and expired TTL nodes are looked for and removed.
     pub reap_interval_ms: u32,
-    /// `server.N=...` lines, kept for the ensemble (replication is a later change).
+    /// `server.N=...` lines as written; [`Config::peers`] parses them. Two or more make an
+    /// ensemble.
     pub servers: BTreeMap<u64, String>,
     pub server_id: u64,
     /// Super user, as `zookeeper.DigestAuthenticationProvider.superDigest`: `user:base64(sha1)`.
@@ -312,6 +313,40 @@ impl Config {
         Ok(())
     }
 
+    /// Whether this server runs in an ensemble (two or more `server.N` lines), as opposed to
+    /// standalone. One line alone is standalone, as in ZooKeeper.
+    pub fn is_ensemble(&self) -> bool {
+        self.servers.len() > 1
+    }
+
+    /// The ensemble's members from the `server.N` lines, checked: this server (`myid`) among
+    /// them, addresses that resolve, at least one participant.
+    pub fn peers(&self) -> Result<Vec<PeerSpec>, ConfigError> {
+        let mut peers = Vec::new();
+        for (id, spec) in &self.servers {
+            let peer = parse_peer(*id, spec)
+                .map_err(|message| ConfigError::Check(format!("server.{id}={spec}: {message}")))?;
+            peers.push(peer);
+        }
+        if !peers.iter().any(|peer| peer.id == self.server_id) {
+            return Err(ConfigError::Check(format!(
+                "myid {} is not among the server.N lines ({})",
+                self.server_id,
+                peers
+                    .iter()
+                    .map(|peer| peer.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if peers.iter().all(|peer| peer.observer) {
+            return Err(ConfigError::Check(
+                "every server.N line is an observer: an ensemble needs participants".into(),
+            ));
+        }
+        Ok(peers)
+    }
+
     /// Whether a four-letter word is enabled (`4lw.commands.whitelist`).
     pub fn four_letter_word_enabled(&self, word: &str) -> bool {
         match &self.four_letter_words {
@@ -319,6 +354,52 @@ impl Config {
             Some(words) => words.iter().any(|w| w == word),
         }
     }
+}
+
+/// One member of the ensemble, from `server.N=host:quorumPort:electionPort[:role][;client]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub id: u64,
+    /// Where the member listens for the other servers (Zab and election traffic both).
+    pub quorum_address: SocketAddr,
+    /// Accepted for compatibility with ZooKeeper's format; Zinc's election messages travel
+    /// over the quorum port.
+    pub election_port: u16,
+    pub observer: bool,
+}
+
+fn parse_peer(id: u64, spec: &str) -> Result<PeerSpec, String> {
+    use std::net::ToSocketAddrs;
+    // The client address after ';' is this member's own business (clientPort covers it).
+    let spec = spec.split(';').next().unwrap_or_default().trim();
+    let parts: Vec<&str> = spec.split(':').collect();
+    if parts.len() < 3 || parts.len() > 4 {
+        return Err("expected host:quorumPort:electionPort[:participant|observer]".into());
+    }
+    let port = |text: &str, what: &str| -> Result<u16, String> {
+        text.parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| format!("{what} {text:?} is not a port number"))
+    };
+    let quorum_port = port(parts[1], "quorum port")?;
+    let election_port = port(parts[2], "election port")?;
+    let observer = match parts.get(3).copied() {
+        None | Some("participant") => false,
+        Some("observer") => true,
+        Some(other) => return Err(format!("unknown role {other:?}")),
+    };
+    let quorum_address = (parts[0], quorum_port)
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {:?}: {error}", parts[0]))?
+        .next()
+        .ok_or_else(|| format!("{:?} resolves to no address", parts[0]))?;
+    Ok(PeerSpec {
+        id,
+        quorum_address,
+        election_port,
+        observer,
+    })
 }
 
 fn parse_num<T: std::str::FromStr>(value: &str) -> Result<T, String> {

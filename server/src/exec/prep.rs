@@ -65,6 +65,12 @@ impl Preparer {
         self.last_zxid
     }
 
+    /// Sets the zxid the last txn had, so that the next one gets `zxid + 1` (an ensemble's
+    /// leader preps each request with the zxid its Zab core will assign).
+    pub fn set_last_zxid(&mut self, zxid: i64) {
+        self.last_zxid = zxid;
+    }
+
     fn header(&mut self, session: SessionId, xid: i32, now_ms: i64, txn: &Txn) -> TxnHeader {
         self.last_zxid += 1;
         TxnHeader {
@@ -452,7 +458,7 @@ fn parent_of(path: &str) -> Option<&str> {
     }
 }
 
-fn triggers(outcome: &ApplyOutcome) -> Vec<Trigger> {
+pub(crate) fn triggers(outcome: &ApplyOutcome) -> Vec<Trigger> {
     outcome
         .triggers
         .iter()
@@ -466,7 +472,10 @@ fn triggers(outcome: &ApplyOutcome) -> Vec<Trigger> {
 }
 
 /// The reply for a write from the tree's outcome.
-fn response_for(request: &Request, outcome: &ApplyOutcome) -> (ErrorCode, Option<Response>) {
+pub(crate) fn response_for(
+    request: &Request,
+    outcome: &ApplyOutcome,
+) -> (ErrorCode, Option<Response>) {
     match (&outcome.result, request) {
         (TreeResult::Multi(results), Request::Multi(multi)) => {
             let results = results

@@ -10,6 +10,7 @@ use zinc_protocol::fourlw::FourLetterWord;
 use zinc_protocol::{OpCode, SessionId};
 
 use crate::shell::shard::{Conn, Shard};
+use crate::shell::stats::Mode;
 
 /// The version line monitoring tools parse.
 pub const VERSION: &str = concat!("3.9.0-zinc-", env!("CARGO_PKG_VERSION"), ", built on zinc");
@@ -65,6 +66,11 @@ pub(crate) fn four_letter_word(shard: &Shard, word: FourLetterWord, views: &[Sha
         return format!("{name} is not executed because it is not in the whitelist.\n");
     }
     let mut out = String::new();
+    let serving = shard.stats.mode() != Mode::NotServing;
+    if !serving && !matches!(name, "ruok" | "conf" | "envi" | "isro" | "dirs") {
+        out.push_str("This ZooKeeper instance is not currently serving requests\n");
+        return out;
+    }
     match name {
         "ruok" => out.push_str("imok"),
         "srvr" => server_summary(shard, &mut out, &[]),
@@ -182,7 +188,7 @@ fn server_summary(shard: &Shard, out: &mut String, views: &[ShardView]) {
     let _ = writeln!(out, "Connections: {}", view.connections);
     let _ = writeln!(out, "Outstanding: 0");
     let _ = writeln!(out, "Zxid: 0x{:x}", view.last_zxid);
-    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Mode: {}", shard.stats.mode().name());
     let _ = writeln!(out, "Node count: {}", tree_counts(shard).nodes);
 }
 
@@ -362,7 +368,7 @@ fn monitoring(shard: &Shard, views: &[ShardView], out: &mut String) {
     let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count());
     let rows: Vec<(&str, String)> = vec![
         ("zk_version", VERSION.to_owned()),
-        ("zk_server_state", "standalone".to_owned()),
+        ("zk_server_state", shard.stats.mode().name().to_owned()),
         ("zk_ephemerals_count", tree.ephemerals.to_string()),
         ("zk_num_alive_connections", view.connections.to_string()),
         ("zk_avg_latency", java_double(view.latency_avg_ms)),

@@ -51,23 +51,33 @@ pub(crate) struct Core {
     owners: HashMap<SessionId, ShardId>,
     /// When the next look for empty containers and expired TTL nodes is due.
     next_reap_ms: u64,
-    wal: Rc<Wal<DmaDevice>>,
-    /// Batches waiting for durability, in zxid order, to the publisher task.
-    publish: LocalSender<PendingPublish>,
+    pub(crate) sink: Sink,
+    /// Batches waiting for durability, in zxid order, to the publisher task (standalone).
+    publish: Option<LocalSender<PendingPublish>>,
     /// The last zxid appended to the log in the batch being formed.
     batch_last_zxid: Option<i64>,
-    snapshots: Snapshots,
+    /// Standalone: snapshots of the tree as batches become durable. In an ensemble the loop
+    /// around the core snapshots committed trees instead.
+    snapshots: Option<Snapshots>,
+}
+
+/// Where the core's txns go.
+pub(crate) enum Sink {
+    /// Standalone: straight into the log; the batch is published once durable.
+    Wal(Rc<Wal<DmaDevice>>),
+    /// An ensemble's leader: gathered for its Zab core to log and propose, in order.
+    Proposals(Vec<TxnEntry>),
 }
 
 /// A batch whose replies and root may go out once the log holds `durable_zxid`.
 pub(crate) struct PendingPublish {
-    durable_zxid: Option<i64>,
-    messages: Vec<(usize, ToShard)>,
+    pub(crate) durable_zxid: Option<i64>,
+    pub(crate) messages: Vec<(usize, ToShard)>,
 }
 
 /// Ends the process on an error that makes the log untrustworthy: nothing not durable may be
 /// acknowledged, so the server stops rather than carry on.
-fn fatal(error: impl std::fmt::Display) -> ! {
+pub(crate) fn fatal(error: impl std::fmt::Display) -> ! {
     crate::log_line!("zinc: fatal: {error}");
     std::process::exit(1);
 }
@@ -77,9 +87,9 @@ impl Core {
         config: Arc<Config>,
         stats: Arc<ServerStats>,
         preparer: Preparer,
-        wal: Rc<Wal<DmaDevice>>,
-        publish: LocalSender<PendingPublish>,
-        snapshots: Snapshots,
+        sink: Sink,
+        publish: Option<LocalSender<PendingPublish>>,
+        snapshots: Option<Snapshots>,
     ) -> Core {
         let now = now_ms();
         let mut tracker = SessionTracker::new(config.tick_time_ms);
@@ -96,7 +106,7 @@ impl Core {
             tracker,
             owners: HashMap::new(),
             next_reap_ms,
-            wal,
+            sink,
             publish,
             batch_last_zxid: None,
             snapshots,
@@ -167,6 +177,13 @@ pub(crate) async fn wal_loop(wal: Rc<Wal<DmaDevice>>, shared: Arc<CrossShard>) {
     }
 }
 
+/// An unbounded publish queue, for a loop that must not wait on the shards (an ensemble's,
+/// which also carries the Zab core's traffic).
+pub(crate) fn publish_queue_unbounded(
+) -> (LocalSender<PendingPublish>, LocalReceiver<PendingPublish>) {
+    local_channel::new_unbounded()
+}
+
 /// Creates the publish queue between the core loop and `publish_loop`.
 pub(crate) fn publish_queue() -> (LocalSender<PendingPublish>, LocalReceiver<PendingPublish>) {
     local_channel::new_bounded(PUBLISH_QUEUE_BATCHES)
@@ -206,7 +223,9 @@ pub(crate) async fn run(mut core: Core, inbox: LocalReceiver<ToCore>) {
         core.reap(&mut batch);
         let durable_zxid = core.batch_last_zxid.take();
         let messages = core.finish(batch);
-        core.snapshots.offer(core.preparer.tree());
+        if let Some(snapshots) = &mut core.snapshots {
+            snapshots.offer(core.preparer.tree());
+        }
         if messages.is_empty() && durable_zxid.is_none() {
             continue;
         }
@@ -214,7 +233,10 @@ pub(crate) async fn run(mut core: Core, inbox: LocalReceiver<ToCore>) {
             durable_zxid,
             messages,
         };
-        if core.publish.send(pending).await.is_err() {
+        let Some(publish) = &core.publish else {
+            return;
+        };
+        if publish.send(pending).await.is_err() {
             return;
         }
         core.throttle_on_log().await;
@@ -224,15 +246,49 @@ pub(crate) async fn run(mut core: Core, inbox: LocalReceiver<ToCore>) {
 /// Replies and ended sessions gathered for one batch.
 #[derive(Default)]
 pub(crate) struct Batch {
-    requests: usize,
-    replies: Vec<(ShardId, CoreReply)>,
+    pub(crate) requests: usize,
+    pub(crate) replies: Vec<(ShardId, CoreReply)>,
     ended_sessions: Vec<SessionId>,
     triggers: Vec<crate::exec::Trigger>,
     changed: bool,
 }
 
 impl Core {
-    fn take(&mut self, message: ToCore, batch: &mut Batch) {
+    pub(crate) fn preparer(&self) -> &Preparer {
+        &self.preparer
+    }
+
+    pub(crate) fn preparer_mut(&mut self) -> &mut Preparer {
+        &mut self.preparer
+    }
+
+    pub(crate) fn tracker_mut(&mut self) -> &mut SessionTracker {
+        &mut self.tracker
+    }
+
+    /// Takes the zxid of the batch's last txn, if it logged any.
+    pub(crate) fn take_batch_last_zxid(&mut self) -> Option<i64> {
+        self.batch_last_zxid.take()
+    }
+
+    /// A session a follower created: tracked here, its reply goes out on the follower.
+    pub(crate) fn create_remote_session(
+        &mut self,
+        session: SessionId,
+        timeout_ms: u32,
+        batch: &mut Batch,
+    ) {
+        let now = now_ms();
+        let prepared = self
+            .preparer
+            .create_session(session, timeout_ms, now as i64);
+        self.log(prepared.entry);
+        self.tracker.add(session, timeout_ms, now);
+        batch.changed = true;
+        batch.triggers.extend(prepared.triggers);
+    }
+
+    pub(crate) fn take(&mut self, message: ToCore, batch: &mut Batch) {
         batch.requests += 1;
         let now = now_ms();
         match message {
@@ -307,21 +363,31 @@ impl Core {
             return;
         };
         let zxid = entry.header.zxid;
-        let bytes = entry.to_bytes();
-        if let Err(error) = self.wal.append(Zxid(zxid), &bytes) {
-            fatal(error);
+        match &mut self.sink {
+            Sink::Wal(wal) => {
+                let bytes = entry.to_bytes();
+                if let Err(error) = wal.append(Zxid(zxid), &bytes) {
+                    fatal(error);
+                }
+                if let Some(snapshots) = &mut self.snapshots {
+                    snapshots.on_txn(bytes.len() as u64);
+                }
+            }
+            Sink::Proposals(entries) => entries.push(entry),
         }
-        self.snapshots.on_txn(bytes.len() as u64);
         self.batch_last_zxid = Some(zxid);
     }
 
     /// Waits while the log has more than half its queue unwritten, so appends never overflow.
     async fn throttle_on_log(&self) {
-        if self.wal.pending_bytes() <= self.wal.config().pending_bytes_max / 2 {
+        let Sink::Wal(wal) = &self.sink else {
+            return;
+        };
+        if wal.pending_bytes() <= wal.config().pending_bytes_max / 2 {
             return;
         }
-        if let Some(last) = self.wal.last_appended() {
-            if let Err(error) = self.wal.wait_durable(last).await {
+        if let Some(last) = wal.last_appended() {
+            if let Err(error) = wal.wait_durable(last).await {
                 fatal(error);
             }
         }
@@ -340,7 +406,7 @@ impl Core {
         batch.replies.push((shard, prepared.reply));
     }
 
-    fn expire_sessions(&mut self, batch: &mut Batch) {
+    pub(crate) fn expire_sessions(&mut self, batch: &mut Batch) {
         let now = now_ms();
         for session in self.tracker.expire(now) {
             let prepared = self.preparer.close_session(session, now as i64);
@@ -355,7 +421,7 @@ impl Core {
     }
 
     /// Removes empty containers and expired TTL nodes, as the leader's reaper does.
-    fn reap(&mut self, batch: &mut Batch) {
+    pub(crate) fn reap(&mut self, batch: &mut Batch) {
         let now = now_ms();
         if now < self.next_reap_ms {
             return;
@@ -371,7 +437,7 @@ impl Core {
     }
 
     /// Publishes the batch: one message per shard with the shared root and its replies.
-    fn finish(&mut self, batch: Batch) -> Vec<(usize, ToShard)> {
+    pub(crate) fn finish(&mut self, batch: Batch) -> Vec<(usize, ToShard)> {
         let published = (batch.changed || !batch.ended_sessions.is_empty()).then(|| {
             Arc::new(Published {
                 root: self.preparer.tree().clone(),
@@ -381,24 +447,34 @@ impl Core {
             })
         });
         self.stats.set_last_zxid(self.preparer.last_zxid());
-        let mut per_shard: Vec<Vec<CoreReply>> =
-            (0..self.config.shard_count).map(|_| Vec::new()).collect();
-        for (shard, reply) in batch.replies {
-            if let Some(replies) = per_shard.get_mut(shard as usize) {
-                replies.push(reply);
-            }
-        }
-        per_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, replies)| published.is_some() || !replies.is_empty())
-            .map(|(shard, replies)| {
-                let message = ToShard {
-                    published: published.clone(),
-                    replies,
-                };
-                (shard, message)
-            })
-            .collect()
+        shard_messages(self.config.shard_count, published, batch.replies)
     }
+}
+
+/// One message per shard that has replies, or to every shard when there is a new root.
+/// Replies for shards that do not exist (a follower's requests, prepped on the leader) are
+/// dropped.
+pub(crate) fn shard_messages(
+    shard_count: usize,
+    published: Option<Arc<Published>>,
+    replies: Vec<(ShardId, CoreReply)>,
+) -> Vec<(usize, ToShard)> {
+    let mut per_shard: Vec<Vec<CoreReply>> = (0..shard_count).map(|_| Vec::new()).collect();
+    for (shard, reply) in replies {
+        if let Some(replies) = per_shard.get_mut(shard as usize) {
+            replies.push(reply);
+        }
+    }
+    per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, replies)| published.is_some() || !replies.is_empty())
+        .map(|(shard, replies)| {
+            let message = ToShard {
+                published: published.clone(),
+                replies,
+            };
+            (shard, message)
+        })
+        .collect()
 }

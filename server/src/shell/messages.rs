@@ -72,6 +72,11 @@ pub enum CoreReply {
     },
     /// The session lives on another shard now: drop this shard's connection for it.
     SessionMoved { session: SessionId },
+    /// The server cannot serve this connection (it is not serving): close it.
+    Refused { token: ConnToken },
+    /// The server stopped serving (its ensemble lost the leader): close every connection, as
+    /// ZooKeeper does; clients reconnect to a server that serves.
+    CloseAll,
 }
 
 pub struct ToShard {

@@ -3,7 +3,9 @@
 
 pub(crate) mod admin;
 pub(crate) mod core;
+pub(crate) mod ensemble;
 pub mod messages;
+pub(crate) mod peers;
 pub(crate) mod shard;
 pub(crate) mod snapshots;
 pub mod stats;
@@ -40,6 +42,8 @@ pub enum ShellError {
     Wal(#[from] zinc_storage::wal::WalError),
     #[error("recovery failed: {0}")]
     Recovery(String),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot start executor {name}: {message}")]
     Executor { name: String, message: String },
 }
@@ -95,26 +99,36 @@ fn placement(config: &Config, core_index: usize) -> Placement {
     Placement::Fixed(core_index % cpus)
 }
 
-/// Opens the log on the core's executor and replays it over `root` (the state of the newest
-/// snapshot, or an empty tree); returns the tree, the log and how many txns were replayed.
+/// Opens the log on the core's executor and returns it with the records after `after`.
+pub(crate) async fn open_wal(
+    config: &Config,
+    after: zinc_protocol::Zxid,
+) -> Result<(Wal<DmaDevice>, Vec<zinc_storage::wal::WalRecord>), ShellError> {
+    let dir = config.data_log_dir.join("wal");
+    let device = DmaDevice::open(&dir).await?;
+    let wal_config = WalConfig {
+        segment_bytes: config.wal_segment_bytes,
+        ..WalConfig::default()
+    };
+    let (wal, recovered) = Wal::open(device, wal_config, after).await?;
+    if let Some((file, offset)) = &recovered.torn_tail {
+        crate::log_line!("zinc: {file}: torn last write cut off at byte {offset}");
+    }
+    Ok((wal, recovered.records))
+}
+
+/// Opens the log and replays it over `root` (the state of the newest snapshot, or an empty
+/// tree); returns the tree, the log and how many txns were replayed.
 async fn recover(
     config: &Config,
     mut root: Tree,
 ) -> Result<(Tree, Wal<DmaDevice>, usize), ShellError> {
     let dir = config.data_log_dir.join("wal");
     let started = std::time::Instant::now();
-    let device = DmaDevice::open(&dir).await?;
-    let wal_config = WalConfig {
-        segment_bytes: config.wal_segment_bytes,
-        ..WalConfig::default()
-    };
-    let (wal, recovered) = Wal::open(device, wal_config, root.last_zxid()).await?;
-    if let Some((file, offset)) = &recovered.torn_tail {
-        crate::log_line!("zinc: {file}: torn last write cut off at byte {offset}");
-    }
+    let (wal, records) = open_wal(config, root.last_zxid()).await?;
     let read_ms = started.elapsed().as_millis();
-    let count = recovered.records.len();
-    for record in recovered.records {
+    let count = records.len();
+    for record in records {
         let entry = TxnEntry::from_bytes(&record.payload).map_err(|error| {
             ShellError::Recovery(format!(
                 "{}: record for zxid {} does not decode: {error}",
@@ -132,6 +146,101 @@ async fn recover(
         );
     }
     Ok((root, wal, count))
+}
+
+/// What the core executor of an ensemble member starts with.
+struct EnsembleParts {
+    config: Arc<Config>,
+    stats: Arc<ServerStats>,
+    shared: Arc<shard::CrossShard>,
+    peers: Vec<crate::config::PeerSpec>,
+    colocated: Option<ShardStart>,
+    to_shard_senders: Vec<SharedSender<ToShard>>,
+    to_core_receivers: Vec<SharedReceiver<ToCore>>,
+}
+
+/// The core executor of an ensemble member: opens the log without applying it (the Zab core
+/// decides what of it is committed), listens for peers, and runs the ensemble loop.
+async fn run_ensemble_core(
+    parts: EnsembleParts,
+    root: Tree,
+    recovered: std::sync::mpsc::Sender<Result<Tree, ShellError>>,
+) {
+    use zinc_protocol::ServerId;
+    let config = parts.config;
+    let snapshot_zxid = root.last_zxid();
+    let opened = open_wal(&config, snapshot_zxid)
+        .await
+        .and_then(|(wal, records)| {
+            let persisted = ensemble::persisted(&config, snapshot_zxid, records)
+                .map_err(ShellError::Recovery)?;
+            Ok((wal, persisted))
+        });
+    let (wal, persisted) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            let _ = recovered.send(Err(error));
+            return;
+        }
+    };
+    let me = ServerId(config.server_id);
+    let own = parts.peers.iter().find(|peer| peer.id == config.server_id);
+    let Some(address) = own.map(|peer| peer.quorum_address) else {
+        let _ = recovered.send(Err(ShellError::Recovery(
+            "myid is not in the ensemble".into(),
+        )));
+        return;
+    };
+    let listener = match glommio::net::TcpListener::bind(address) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let source = std::io::Error::other(error.to_string());
+            let _ = recovered.send(Err(ShellError::Listen { address, source }));
+            return;
+        }
+    };
+    let mut addresses = ensemble::peer_addresses(&parts.peers);
+    addresses.remove(&me);
+    let zab = crate::zab::Zab::new(ensemble::zab_config(&config, &parts.peers), persisted);
+    crate::log_line!(
+        "zinc: server {} of an ensemble of {}, listening for peers on {address}",
+        me.0,
+        parts.peers.len()
+    );
+    let _ = recovered.send(Ok(root.clone()));
+    if let Some(shard) = parts.colocated {
+        glommio::spawn_local(serve_shard(shard, root.clone())).detach();
+    }
+    let mut senders = Vec::new();
+    for sender in parts.to_shard_senders {
+        senders.push(sender.connect().await);
+    }
+    let mut receivers = Vec::new();
+    for receiver in parts.to_core_receivers {
+        receivers.push(receiver.connect().await);
+    }
+    let from_shards = core::merge_inbox(receivers);
+    let wal = std::rc::Rc::new(wal);
+    glommio::spawn_local(core::wal_loop(wal.clone(), parts.shared.clone())).detach();
+    let (publish, pending) = core::publish_queue_unbounded();
+    glommio::spawn_local(core::publish_loop(wal.clone(), senders, pending)).detach();
+    let (snapshots, roots) = snapshots::Snapshots::new(&config);
+    glommio::spawn_local(snapshots::snapshot_loop(wal.clone(), config.clone(), roots)).detach();
+    let (peers, peer_events) = peers::Peers::start(me, addresses, listener);
+    let start = ensemble::EnsembleStart {
+        config,
+        stats: parts.stats,
+        shared: parts.shared,
+        zab,
+        peers,
+        peer_events,
+        wal,
+        snapshots,
+        publish,
+        root,
+        from_shards,
+    };
+    ensemble::run(start).await;
 }
 
 /// What one shard needs to start serving.
@@ -189,6 +298,7 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
     let shared = Arc::new(shard::CrossShard {
         acknowledged_zxid: std::sync::atomic::AtomicI64::new(0),
         log_blocked: std::sync::atomic::AtomicBool::new(false),
+        serving: std::sync::atomic::AtomicBool::new(!config.is_ensemble()),
         view_requests,
     });
     let (bound_sender, bound_receiver) = std::sync::mpsc::channel::<Result<(), ShellError>>();
@@ -221,10 +331,27 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
         let config = config.clone();
         let stats = stats.clone();
         let shared = shared.clone();
+        let ensemble_peers = match config.is_ensemble() {
+            true => Some(config.peers()?),
+            false => None,
+        };
         let handle = LocalExecutorBuilder::new(placement(&config, 0))
             .name("zinc-core")
             .io_memory(IO_MEMORY_BYTES)
             .spawn(move || async move {
+                if let Some(peers) = ensemble_peers {
+                    let start = EnsembleParts {
+                        config,
+                        stats,
+                        shared,
+                        peers,
+                        colocated,
+                        to_shard_senders,
+                        to_core_receivers,
+                    };
+                    run_ensemble_core(start, root, recovered_sender).await;
+                    return;
+                }
                 let (root, wal, replayed) = match recover(&config, root).await {
                     Ok(recovered) => recovered,
                     Err(error) => {
@@ -257,7 +384,15 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                 let snapshot_loop = snapshots::snapshot_loop(wal.clone(), config.clone(), roots);
                 glommio::spawn_local(snapshot_loop).detach();
                 let preparer = Preparer::new(root, config.extended_types_enabled);
-                let core = core::Core::new(config, stats, preparer, wal, publish, snapshots);
+                let sink = core::Sink::Wal(wal);
+                let core = core::Core::new(
+                    config,
+                    stats,
+                    preparer,
+                    sink,
+                    Some(publish),
+                    Some(snapshots),
+                );
                 core::run(core, inbox).await;
             })
             .map_err(|e| ShellError::Executor {

@@ -179,6 +179,10 @@ pub(crate) struct CrossShard {
     /// Raised by the core while the log cannot write (disk full): shards refuse writes rather
     /// than queue them.
     pub(crate) log_blocked: AtomicBool,
+    /// Whether the server serves clients: always when standalone; in an ensemble only while it
+    /// leads or follows a leader it is synchronized with. New connections are closed at once
+    /// otherwise.
+    pub(crate) serving: AtomicBool,
     /// Every shard's queue of view requests (four-letter words), by shard id.
     pub(crate) view_requests: Vec<async_channel::Sender<ViewRequest>>,
 }
@@ -695,6 +699,10 @@ fn handle_auth(shard: &Shard, conn: &Rc<Conn>, request: &Request) -> Result<(), 
 }
 
 async fn handle_connect(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Bytes) -> Result<(), String> {
+    if !shard.shared.serving.load(Ordering::Acquire) {
+        // As ZooKeeper does while its ensemble has no leader: the client tries another server.
+        return Err("this server is not serving: its ensemble has no leader".into());
+    }
     let request = ConnectRequest::from_bytes(&frame).map_err(|e| format!("connect: {e}"))?;
     if request.last_zxid_seen <= shard.shared.acknowledged_zxid.load(Ordering::Acquire) {
         // Another shard has shown the client that zxid: this one is a hop behind at most.
@@ -892,6 +900,19 @@ fn deliver(shard: &Shard, reply: CoreReply) -> Option<Rc<Conn>> {
             let conn = shard.sessions.borrow_mut().remove(&session);
             shard.watches.borrow_mut().remove_session(session);
             if let Some(conn) = conn {
+                conn.close();
+            }
+            None
+        }
+        CoreReply::Refused { token } => {
+            if let Some(conn) = shard.connections.borrow().get(&token) {
+                conn.close();
+            }
+            None
+        }
+        CoreReply::CloseAll => {
+            let conns: Vec<Rc<Conn>> = shard.connections.borrow().values().cloned().collect();
+            for conn in conns {
                 conn.close();
             }
             None

@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +28,30 @@ pub struct ServerStats {
     session_count: AtomicU64,
     data_bytes: AtomicU64,
     sessions_expired: AtomicU64,
+    mode: std::sync::atomic::AtomicU8,
+}
+
+/// The server's part, as `srvr` and `mntr` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Standalone = 0,
+    Leader = 1,
+    Follower = 2,
+    Observer = 3,
+    /// In an ensemble without an established leader: clients are not served.
+    NotServing = 4,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Leader => "leader",
+            Mode::Follower => "follower",
+            Mode::Observer => "observer",
+            Mode::NotServing => "not serving",
+        }
+    }
 }
 
 impl Default for ServerStats {
@@ -47,6 +71,7 @@ impl Default for ServerStats {
             session_count: AtomicU64::new(0),
             data_bytes: AtomicU64::new(0),
             sessions_expired: AtomicU64::new(0),
+            mode: std::sync::atomic::AtomicU8::new(Mode::Standalone as u8),
         }
     }
 }
@@ -69,6 +94,20 @@ pub struct StatsView {
 }
 
 impl ServerStats {
+    pub fn set_mode(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::Release);
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self.mode.load(Ordering::Acquire) {
+            1 => Mode::Leader,
+            2 => Mode::Follower,
+            3 => Mode::Observer,
+            4 => Mode::NotServing,
+            _ => Mode::Standalone,
+        }
+    }
+
     /// Milliseconds since the server started (the clock `cons` prints `lresp` in).
     pub fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64

@@ -146,6 +146,12 @@ impl Zab {
         Ok(zxid)
     }
 
+    /// Leader only: the zxid the next `propose` will assign, or why it would refuse. The shell
+    /// preps a request against its tree with this zxid before proposing it.
+    pub fn next_zxid(&self) -> Result<Zxid, ZabError> {
+        self.next_proposal_zxid()
+    }
+
     /// Starts a `sync`: a `SyncDone { request }` follows once this server has applied
     /// everything the leader had proposed when the sync reached it.
     pub fn sync(&mut self, request: i64) -> Result<(), ZabError> {

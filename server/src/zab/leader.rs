@@ -477,10 +477,10 @@ impl Zab {
         }
     }
 
-    pub(super) fn next_proposal_zxid(&mut self) -> Result<Zxid, ZabError> {
+    pub(super) fn next_proposal_zxid(&self) -> Result<Zxid, ZabError> {
         let in_flight_max = self.config.proposals_in_flight_max;
         let committed = self.committed;
-        let Phase::Leading(leader) = &mut self.phase else {
+        let Phase::Leading(leader) = &self.phase else {
             return Err(ZabError::NotLeader);
         };
         if leader.stage != LeaderStage::Established {
