@@ -205,6 +205,9 @@ fn acl_record(acl: &Acl) -> AclRecord {
     }
 }
 
+/// The alignment rkyv's validation requires of an archive's first byte.
+const ARCHIVE_ALIGN: usize = AlignedVec::<16>::ALIGNMENT;
+
 /// Checks a snapshot file's bytes without rebuilding the tree (trailer, checksum, archive
 /// validation); returns the zxid and node count it records. For `snapshot verify` tools.
 pub fn verify(bytes: &[u8]) -> Result<(Zxid, u64), String> {
@@ -218,8 +221,14 @@ fn access(bytes: &[u8]) -> Result<&ArchivedSnapshotRecord, String> {
         .map_err(|e| format!("archive fails validation: {e}"))
 }
 
-/// Decodes and checks a snapshot file's bytes into a tree.
+/// Decodes and checks a snapshot file's bytes into a tree. Bytes that are not aligned for the
+/// archive (a snapshot received over the network) are copied into an aligned buffer first.
 pub fn decode(bytes: &[u8]) -> Result<Tree, String> {
+    if bytes.as_ptr() as usize % ARCHIVE_ALIGN != 0 {
+        let mut aligned: AlignedVec = AlignedVec::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        return decode(&aligned);
+    }
     let record = access(bytes)?;
     let acls: Vec<Vec<Acl>> = record
         .acls
