@@ -803,7 +803,6 @@ impl Ensemble {
             let outcome = self.applied.apply(&decoded.header, &decoded.txn);
             self.out.triggers.extend(triggers(&outcome));
             self.out.changed = true;
-            self.snapshots.on_txn(entry.txn.len() as u64);
             let session = SessionId(decoded.header.client_id);
             match &decoded.txn {
                 Txn::CreateSession(created) => {
@@ -896,6 +895,7 @@ impl Ensemble {
                 if let Err(error) = self.wal.append(entry.zxid, &entry.txn) {
                     fatal(error);
                 }
+                self.snapshots.on_txn(entry.txn.len() as u64);
                 let _ = self.appended.try_send(());
             }
             Command::Truncate { after } => {

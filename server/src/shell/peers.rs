@@ -33,6 +33,8 @@ const PEER_FRAME_BYTES_MAX: usize = 1 << 31;
 /// How long dialing a peer may take before the link counts as broken.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+const CONNECT_FAILED: &str = "cannot connect to";
+
 /// How long an accepted connection has to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -204,7 +206,10 @@ impl Peers {
                 if self.links.get(&peer).is_some_and(|link| link.holds(conn)) {
                     let was_open = self.links.remove(&peer).is_some_and(|l| l.is_open());
                     if was_open {
-                        crate::log_line!("zinc: link to server {} broke: {reason}", peer.0);
+                        // A peer that is down is dialed at every election round: quietly.
+                        if !reason.starts_with(CONNECT_FAILED) {
+                            crate::log_line!("zinc: link to server {} broke: {reason}", peer.0);
+                        }
                         out.push(Delivery::Disconnected(peer));
                     }
                 }
@@ -240,7 +245,7 @@ async fn dial(
     let run = async {
         let stream = TcpStream::connect_timeout(address, CONNECT_TIMEOUT)
             .await
-            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+            .map_err(|error| format!("{CONNECT_FAILED} {address}: {error}"))?;
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = futures_lite::io::split(stream);
         writer
