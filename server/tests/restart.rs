@@ -123,11 +123,16 @@ fn snapshots_bound_the_log_and_restarts_come_back_from_them() {
             )
             .expect("create");
         assert_eq!(reply.err, 0, "create /n{index}");
+        if index % 100 == 0 {
+            // The owner's session must outlive a slow (loaded, debug-built) load phase.
+            assert_eq!(owner.exists("/eph", false).expect("ping"), 0);
+        }
     }
     let nodes = count_nodes(&mut writer);
     let data = zinc.dir.path().to_path_buf();
     // autopurge.snapRetainCount=1 is raised to 3, as ZooKeeper raises it.
     wait_for_retention(&data);
+    assert_eq!(owner.exists("/eph", false).expect("ping"), 0);
 
     let dir = zinc.kill();
     let zinc = start(dir);
