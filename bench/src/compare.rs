@@ -1,22 +1,24 @@
 //! `zinc-bench compare`: on this machine and in one run, starts Apache ZooKeeper (the Debian
-//! package) and Zinc standalone with equivalent settings, runs the same workloads against each
-//! in alternating order, samples each server's CPU time (user + system from /proc) around the
-//! measured window and its peak memory (VmHWM), and prints a Markdown report with medians,
-//! Zinc/ZooKeeper ratios and CPU microseconds per operation.
+//! package) and Zinc with equivalent settings, standalone or as `--ensemble N`-server ensembles
+//! on loopback (`deploy`), runs the same workloads against each in alternating order (sessions
+//! spread over an ensemble's members), samples the servers' CPU time (user + system from /proc,
+//! summed over an ensemble's processes) around the measured window and their peak memory
+//! (VmHWM), and prints a Markdown report with medians, Zinc/ZooKeeper ratios and CPU
+//! microseconds per operation.
+
+mod deploy;
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::proc_stats::{self, Usage};
+use self::deploy::{Deployment, Product, ENSEMBLE_SIZE_MAX};
 use crate::stats::{format_us, group_digits, Point};
 use crate::workload::Workload;
 use crate::{run, BenchError, Observer, RunOptions};
-
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The command line of `zinc-bench compare`.
 #[derive(Debug, Clone, clap::Args)]
@@ -64,25 +66,16 @@ pub struct CompareOptions {
     /// temporary directory, removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-}
-
-/// A server this comparison started; killed when dropped.
-struct ServerProcess {
-    name: &'static str,
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    /// Servers per product: 1 runs each standalone; 3 runs two 3-server ensembles on loopback
+    /// (ZooKeeper's and Zinc's, each member with its own dataDir, myid and ports), with the
+    /// sessions spread over the members and the CPU time of all members counted.
+    #[arg(long, default_value_t = 1)]
+    pub ensemble: usize,
 }
 
 /// A port nothing listens on right now.
 pub fn free_port() -> Result<u16, BenchError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(deploy::free_ports(1)?[0])
 }
 
 /// Sends a four-letter word and returns the whole answer ("" when the server is not up).
@@ -97,86 +90,6 @@ pub fn four_letter_word(address: SocketAddr, word: &str) -> String {
     let mut out = String::new();
     let _ = stream.read_to_string(&mut out);
     out
-}
-
-/// Waits until the server serves sessions: ZooKeeper answers `ruok` before that (connections
-/// are then closed, "ZooKeeperServer not running"); `srvr` shows a mode only once it serves.
-fn wait_ready(mut server: ServerProcess) -> Result<ServerProcess, BenchError> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while !four_letter_word(server.address, "srvr").contains("Mode: ") {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            return Err(BenchError::Invalid(format!(
-                "{} exited before it was ready: {status}",
-                server.name
-            )));
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Invalid(format!(
-                "{} did not serve on {} within {READY_TIMEOUT:?}",
-                server.name, server.address
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(server)
-}
-
-/// The zoo.cfg both servers' settings follow: one tick of 2 s, no connection limit, every
-/// four-letter word, no admin server.
-fn zoo_cfg(data_dir: &Path, port: u16, force_sync: &str) -> String {
-    format!(
-        "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\n\
-         clientPortAddress=127.0.0.1\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n\
-         admin.enableServer=false\nforceSync={force_sync}\n",
-        data_dir.display()
-    )
-}
-
-fn start_zookeeper(options: &CompareOptions, dir: &Path) -> Result<ServerProcess, BenchError> {
-    let port = free_port()?;
-    let data = dir.join("zookeeper-data");
-    std::fs::create_dir_all(&data)?;
-    let config = dir.join("zoo.cfg");
-    std::fs::write(&config, zoo_cfg(&data, port, &options.zookeeper_force_sync))?;
-    let child = Command::new("java")
-        .arg(format!("-Xmx{}", options.zookeeper_heap))
-        .args(["-cp", &options.zookeeper_classpath])
-        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-        .arg(&config)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|error| BenchError::Invalid(format!("cannot start java: {error}")))?;
-    wait_ready(ServerProcess {
-        name: "ZooKeeper",
-        child,
-        address: SocketAddr::from(([127, 0, 0, 1], port)),
-    })
-}
-
-fn start_zinc(options: &CompareOptions, dir: &Path) -> Result<ServerProcess, BenchError> {
-    let port = free_port()?;
-    let data = dir.join("zinc-data");
-    std::fs::create_dir_all(&data)?;
-    let child = Command::new(&options.zinc)
-        .args(["--port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--four-letter-words", "*", "--tick-time", "2000"])
-        .args(["--max-client-cnxns", "0"])
-        .args(options.zinc_args.split_whitespace())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|error| {
-            BenchError::Invalid(format!("cannot start {}: {error}", options.zinc.display()))
-        })?;
-    wait_ready(ServerProcess {
-        name: "Zinc",
-        child,
-        address: SocketAddr::from(([127, 0, 0, 1], port)),
-    })
 }
 
 /// One workload run against one server.
@@ -200,12 +113,13 @@ impl Sample {
     }
 }
 
-/// Samples a server's CPU time at the measured window's edges and prints live lines.
+/// Samples the servers' CPU time (summed over a deployment's processes) at the measured
+/// window's edges and prints live lines.
 struct CpuWindow<'a> {
-    pid: u32,
+    pids: Vec<u32>,
     label: &'a str,
-    start: Option<Usage>,
-    end: Option<Usage>,
+    start_cpu_us: Option<u64>,
+    end_cpu_us: Option<u64>,
 }
 
 impl Observer for CpuWindow<'_> {
@@ -213,21 +127,21 @@ impl Observer for CpuWindow<'_> {
         eprintln!("{} {}", self.label, point.live_line());
     }
     fn measure_start(&mut self) {
-        self.start = proc_stats::usage(self.pid).ok();
+        self.start_cpu_us = deploy::cpu_us_sum(&self.pids);
     }
     fn measure_end(&mut self) {
-        self.end = proc_stats::usage(self.pid).ok();
+        self.end_cpu_us = deploy::cpu_us_sum(&self.pids);
     }
 }
 
 fn measure(
     options: &CompareOptions,
-    server: &ServerProcess,
+    deployment: &Deployment,
     workload: Workload,
     round: usize,
 ) -> Result<Sample, BenchError> {
     let run_options = RunOptions {
-        servers: server.address.to_string(),
+        servers: deployment.servers(),
         workload,
         duration: options.duration,
         warmup: options.warmup,
@@ -239,16 +153,21 @@ fn measure(
         quiet: true,
         ..RunOptions::default()
     };
-    let label = format!("[{} {} round {}]", server.name, workload.name(), round + 1);
+    let label = format!(
+        "[{} {} round {}]",
+        deployment.label(),
+        workload.name(),
+        round + 1
+    );
     let mut window = CpuWindow {
-        pid: server.child.id(),
+        pids: deployment.pids(),
         label: &label,
-        start: None,
-        end: None,
+        start_cpu_us: None,
+        end_cpu_us: None,
     };
     let report = run(&run_options, &mut window)?;
-    let cpu_us = match (window.start, window.end) {
-        (Some(start), Some(end)) => end.cpu_us.saturating_sub(start.cpu_us),
+    let cpu_us = match (window.start_cpu_us, window.end_cpu_us) {
+        (Some(start), Some(end)) => end.saturating_sub(start),
         _ => 0,
     };
     eprintln!(
@@ -259,7 +178,7 @@ fn measure(
         cpu_us as f64 / report.ops.max(1) as f64
     );
     Ok(Sample {
-        server: server.name,
+        server: deployment.product.name(),
         workload,
         round,
         ops: report.ops,
@@ -271,14 +190,41 @@ fn measure(
     })
 }
 
+/// What the report tells of one product's servers besides the samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSummary {
+    pub server: &'static str,
+    /// Each process's peak resident memory (VmHWM), in member order.
+    pub peak_rss_kib: Vec<u64>,
+    /// Each member's `srvr` mode when the rounds started and after they ended.
+    pub roles_at_start: String,
+    pub roles_at_end: String,
+}
+
 /// Runs the whole comparison and returns the Markdown report.
 pub fn compare(options: &CompareOptions) -> Result<String, BenchError> {
+    if options.ensemble == 0 || options.ensemble > ENSEMBLE_SIZE_MAX {
+        return Err(BenchError::Invalid(format!(
+            "--ensemble must be 1..={ENSEMBLE_SIZE_MAX}"
+        )));
+    }
+    if !options.sessions.is_multiple_of(options.ensemble) {
+        eprintln!(
+            "zinc-bench compare: {} sessions do not spread evenly over {} servers",
+            options.sessions, options.ensemble
+        );
+    }
     let dir = match &options.work_dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("zinc-bench-compare-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir)?;
-    let outcome = compare_in(options, &dir);
+    // Servers run in their own directories: every path they get must be absolute.
+    let absolute = CompareOptions {
+        zinc: std::path::absolute(&options.zinc)?,
+        ..options.clone()
+    };
+    let outcome = compare_in(&absolute, &std::path::absolute(&dir)?);
     if options.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -286,8 +232,10 @@ pub fn compare(options: &CompareOptions) -> Result<String, BenchError> {
 }
 
 fn compare_in(options: &CompareOptions, dir: &Path) -> Result<String, BenchError> {
-    let zookeeper = start_zookeeper(options, &dir.join("zookeeper"))?;
-    let zinc = start_zinc(options, &dir.join("zinc"))?;
+    // Both deployments are killed when they drop: at the end, or on the first error.
+    let zookeeper = Deployment::start(Product::ZooKeeper, options, &dir.join("zookeeper"))?;
+    let zinc = Deployment::start(Product::Zinc, options, &dir.join("zinc"))?;
+    let roles_at_start = [zookeeper.roles(), zinc.roles()];
     let mut samples = Vec::new();
     for round in 0..options.runs {
         for &workload in &options.workloads {
@@ -297,22 +245,24 @@ fn compare_in(options: &CompareOptions, dir: &Path) -> Result<String, BenchError
             } else {
                 [&zinc, &zookeeper]
             };
-            for server in order {
-                samples.push(measure(options, server, workload, round)?);
+            for deployment in order {
+                samples.push(measure(options, deployment, workload, round)?);
             }
         }
     }
-    let memory = [
-        (
-            "ZooKeeper",
-            proc_stats::usage(zookeeper.child.id())?.peak_rss_kib,
-        ),
-        ("Zinc", proc_stats::usage(zinc.child.id())?.peak_rss_kib),
-    ];
+    let mut servers = Vec::new();
+    for (deployment, roles_at_start) in [&zookeeper, &zinc].into_iter().zip(roles_at_start) {
+        servers.push(ServerSummary {
+            server: deployment.product.name(),
+            peak_rss_kib: deployment.peak_rss_kib()?,
+            roles_at_start,
+            roles_at_end: deployment.roles(),
+        });
+    }
     Ok(format!(
         "{}\n{}",
         context(),
-        markdown(options, &samples, &memory)
+        markdown(options, &samples, &servers)
     ))
 }
 
@@ -381,8 +331,8 @@ fn ratio(zinc: f64, zookeeper: f64) -> String {
     }
 }
 
-/// The Markdown report: medians and ratios, then every sample, then peak memory.
-pub fn markdown(options: &CompareOptions, samples: &[Sample], memory: &[(&str, u64)]) -> String {
+/// The Markdown report: settings, medians and ratios, peak memory, then every sample.
+pub fn markdown(options: &CompareOptions, samples: &[Sample], servers: &[ServerSummary]) -> String {
     let mut out = format!(
         "Settings: {} sessions x {} in flight ({} requests outstanding), {}-byte values, \
          {} keys, {} s measured after {} s warm-up, {} rounds (medians shown), servers run in \
@@ -398,9 +348,73 @@ pub fn markdown(options: &CompareOptions, samples: &[Sample], memory: &[(&str, u
         options.zookeeper_heap,
         options.zookeeper_force_sync,
     );
+    if options.ensemble > 1 {
+        out.push_str(&ensemble_paragraph(options.ensemble, servers));
+    }
+    out.push_str(&medians_table(options, samples));
+    out.push_str(&memory_line(options.ensemble, servers));
     out.push_str(
+        "\n\nEvery run:\n\n| round | workload | server | ops/s | p50 | p99 | CPU us/op | errors |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for sample in samples {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            sample.round + 1,
+            sample.workload.name(),
+            sample.server,
+            group_digits(sample.ops_per_s.round() as u64),
+            format_us(sample.p50_us),
+            format_us(sample.p99_us),
+            sample.cpu_us_per_op(),
+            sample.errors
+        );
+    }
+    out
+}
+
+/// What an ensemble run measured: which servers, where the load went, who led.
+fn ensemble_paragraph(size: usize, servers: &[ServerSummary]) -> String {
+    let mut out = format!(
+        "Servers: two {size}-server ensembles on loopback, ZooKeeper's and Zinc's (tickTime {}, \
+         initLimit {}, syncLimit {}; each member its own process, dataDir, myid and ports). \
+         Sessions are spread round-robin over the {size} members; the tree is created through \
+         member 1. CPU us/op is the CPU time of all {size} members together per operation. \
+         Roles (srvr) before the first round and after the last:",
+        deploy::TICK_TIME_MS,
+        deploy::INIT_LIMIT_TICKS,
+        deploy::SYNC_LIMIT_TICKS,
+    );
+    for server in servers {
+        let _ = write!(
+            out,
+            " {} {} / {};",
+            server.server, server.roles_at_start, server.roles_at_end
+        );
+    }
+    out.pop();
+    out.push_str(".\n\n");
+    out
+}
+
+/// Medians per workload and product, with Zinc/ZooKeeper ratios.
+fn medians_table(options: &CompareOptions, samples: &[Sample]) -> String {
+    let mut out = String::new();
+    let cpu_scope = if options.ensemble > 1 {
+        let _ = writeln!(
+            out,
+            "**{}-server ensembles** (CPU: all {} servers of each ensemble together):\n",
+            options.ensemble, options.ensemble
+        );
+        format!(" (all {} servers)", options.ensemble)
+    } else {
+        String::new()
+    };
+    let _ = write!(
+        out,
         "| workload | ZooKeeper ops/s | Zinc ops/s | Zinc/ZK | ZooKeeper p99 | Zinc p99 | Zinc/ZK | \
-         ZooKeeper CPU us/op | Zinc CPU us/op | Zinc/ZK | errors ZK/Zinc |\n\
+         ZooKeeper CPU us/op{cpu_scope} | Zinc CPU us/op{cpu_scope} | Zinc/ZK | errors ZK/Zinc |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for &workload in &options.workloads {
@@ -423,28 +437,34 @@ pub fn markdown(options: &CompareOptions, samples: &[Sample], memory: &[(&str, u
             zinc.3,
         );
     }
-    out.push_str("\nPeak resident memory (VmHWM) after all rounds: ");
-    let memory: Vec<String> = memory
-        .iter()
-        .map(|(name, kib)| format!("{name} {:.0} MiB", *kib as f64 / 1024.0))
-        .collect();
-    out.push_str(&memory.join(", "));
-    out.push_str(".\n\nEvery run:\n\n| round | workload | server | ops/s | p50 | p99 | CPU us/op | errors |\n|---:|---|---|---:|---:|---:|---:|---:|\n");
-    for sample in samples {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
-            sample.round + 1,
-            sample.workload.name(),
-            sample.server,
-            group_digits(sample.ops_per_s.round() as u64),
-            format_us(sample.p50_us),
-            format_us(sample.p99_us),
-            sample.cpu_us_per_op(),
-            sample.errors
-        );
-    }
     out
+}
+
+/// Peak memory per product: of its one process, or summed over its ensemble's members (each
+/// member's in parentheses).
+fn memory_line(size: usize, servers: &[ServerSummary]) -> String {
+    let mib = |kib: u64| format!("{:.0}", kib as f64 / 1024.0);
+    let parts: Vec<String> = servers
+        .iter()
+        .map(|server| {
+            let total = mib(server.peak_rss_kib.iter().sum());
+            if server.peak_rss_kib.len() > 1 {
+                let each: Vec<String> = server.peak_rss_kib.iter().map(|&k| mib(k)).collect();
+                format!("{} {total} MiB ({})", server.server, each.join(" + "))
+            } else {
+                format!("{} {total} MiB", server.server)
+            }
+        })
+        .collect();
+    let scope = if size > 1 {
+        format!(", summed over each ensemble's {size} servers")
+    } else {
+        String::new()
+    };
+    format!(
+        "\nPeak resident memory (VmHWM) after all rounds{scope}: {}.",
+        parts.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -465,14 +485,35 @@ mod tests {
         }
     }
 
-    fn options() -> CompareOptions {
+    fn options(extra: &[&str]) -> CompareOptions {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Wrapper {
             #[command(flatten)]
             options: CompareOptions,
         }
-        Wrapper::parse_from(["compare", "--workloads", "set"]).options
+        let arguments = ["compare", "--workloads", "set"].iter().chain(extra);
+        Wrapper::parse_from(arguments).options
+    }
+
+    fn summary(server: &'static str, peak_rss_kib: &[u64], roles: &str) -> ServerSummary {
+        ServerSummary {
+            server,
+            peak_rss_kib: peak_rss_kib.to_vec(),
+            roles_at_start: roles.to_owned(),
+            roles_at_end: roles.to_owned(),
+        }
+    }
+
+    fn samples() -> Vec<Sample> {
+        vec![
+            sample("ZooKeeper", 0, 30_000.0, 3_000_000),
+            sample("ZooKeeper", 1, 10_000.0, 1_000_000),
+            sample("ZooKeeper", 2, 20_000.0, 2_000_000),
+            sample("Zinc", 0, 80_000.0, 800_000),
+            sample("Zinc", 1, 90_000.0, 900_000),
+            sample("Zinc", 2, 100_000.0, 1_000_000),
+        ]
     }
 
     #[test]
@@ -486,35 +527,81 @@ mod tests {
 
     #[test]
     fn table_shows_medians_ratios_and_cpu_per_op() {
-        let samples = vec![
-            sample("ZooKeeper", 0, 30_000.0, 3_000_000),
-            sample("ZooKeeper", 1, 10_000.0, 1_000_000),
-            sample("ZooKeeper", 2, 20_000.0, 2_000_000),
-            sample("Zinc", 0, 80_000.0, 800_000),
-            sample("Zinc", 1, 90_000.0, 900_000),
-            sample("Zinc", 2, 100_000.0, 1_000_000),
-        ];
+        let options = options(&[]);
+        assert_eq!(options.ensemble, 1, "standalone by default");
         let table = markdown(
-            &options(),
-            &samples,
-            &[("ZooKeeper", 204_800), ("Zinc", 10_240)],
+            &options,
+            &samples(),
+            &[
+                summary("ZooKeeper", &[204_800], "standalone"),
+                summary("Zinc", &[10_240], "standalone"),
+            ],
         );
         // ZooKeeper: median 20,000 ops/s and 10 us/op; Zinc: 90,000 ops/s and 1 us/op.
         assert!(
             table.contains("| set | 20,000 | 90,000 | 4.50x | 2.00 ms | 2.00 ms | 1.00x | 10.0 | 1.0 | 0.10x | 0/0 |"),
             "{table}"
         );
-        assert!(table.contains("ZooKeeper 200 MiB, Zinc 10 MiB"), "{table}");
+        assert!(
+            table.contains("| ZooKeeper CPU us/op | Zinc CPU us/op | Zinc/ZK |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("after all rounds: ZooKeeper 200 MiB, Zinc 10 MiB.\n"),
+            "{table}"
+        );
         assert!(table.contains("4 sessions x 16 in flight (64 requests outstanding)"));
         assert_eq!(table.matches("| set | Zinc |").count(), 3);
+        assert!(!table.contains("ensemble"), "{table}");
     }
 
     #[test]
-    fn zoo_cfg_is_equivalent_to_zincs_flags() {
-        let cfg = zoo_cfg(Path::new("/d"), 2999, "yes");
-        assert!(cfg.contains("clientPort=2999\n"));
-        assert!(cfg.contains("tickTime=2000\n"));
-        assert!(cfg.contains("maxClientCnxns=0\n"));
-        assert!(cfg.contains("forceSync=yes\n"));
+    fn ensemble_table_says_so_and_sums_memory() {
+        let options = options(&["--ensemble", "3", "--sessions", "6"]);
+        let roles = "1 follower, 2 follower, 3 leader";
+        let table = markdown(
+            &options,
+            &samples(),
+            &[
+                summary("ZooKeeper", &[102_400, 102_400, 204_800], roles),
+                summary("Zinc", &[10_240, 10_240, 20_480], roles),
+            ],
+        );
+        assert!(
+            table.contains("two 3-server ensembles on loopback"),
+            "{table}"
+        );
+        assert!(table.contains("**3-server ensembles**"), "{table}");
+        assert!(
+            table.contains(
+                "| ZooKeeper CPU us/op (all 3 servers) | Zinc CPU us/op (all 3 servers) |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| set | 20,000 | 90,000 | 4.50x | 2.00 ms | 2.00 ms | 1.00x | 10.0 | 1.0 | 0.10x | 0/0 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "summed over each ensemble's 3 servers: ZooKeeper 400 MiB (100 + 100 + 200), \
+                 Zinc 40 MiB (10 + 10 + 20)."
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(&format!(
+                "ZooKeeper {roles} / {roles}; Zinc {roles} / {roles}."
+            )),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn ensemble_size_is_limited() {
+        for size in ["0", "8"] {
+            let error = compare(&options(&["--ensemble", size])).expect_err("refused");
+            assert!(error.to_string().contains("--ensemble"), "{error}");
+        }
     }
 }

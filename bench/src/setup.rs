@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use zinc_protocol::records::CreateRequest;
+use zinc_protocol::records::{CreateRequest, SyncRequest};
 use zinc_protocol::{Acl, ErrorCode, Request};
 
 use crate::codec::{Codec, CodecError, Event, Purpose};
@@ -203,7 +203,10 @@ pub fn tree_creates(tree: &Tree, workload: Workload, value: &Bytes) -> Vec<Vec<R
     stages
 }
 
-/// Checks that every server answers, then creates the tree through the first one.
+/// Checks that every server answers, creates the tree through the first one, then has every
+/// other server `sync` with the leader, so that an ensemble's followers have the tree before
+/// the first read (ZooKeeper requires a sync for a read on one server of a write made through
+/// another).
 pub fn prepare(
     servers: &[SocketAddr],
     tree: &Tree,
@@ -225,6 +228,27 @@ pub fn prepare(
                 count: failures.len(),
             });
         }
+    }
+    client.close();
+    for &server in &servers[1..] {
+        sync(server, &tree.root)?;
+    }
+    Ok(())
+}
+
+/// A `sync` of `path` on `server`, waited for.
+fn sync(server: SocketAddr, path: &str) -> Result<(), BenchError> {
+    let mut client = SetupClient::connect(server)?;
+    let request = Request::Sync(SyncRequest {
+        path: path.to_owned(),
+    });
+    if let Some(&err) = client.run_all([request], &[])?.first() {
+        return Err(BenchError::Setup {
+            server,
+            what: format!("sync of {path}"),
+            error: error_name(err),
+            count: 1,
+        });
     }
     client.close();
     Ok(())

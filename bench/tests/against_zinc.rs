@@ -127,6 +127,19 @@ fn writes_watches_and_session_churn_succeed() {
 }
 
 #[test]
+fn every_listed_server_syncs_before_the_reads() {
+    let zinc = Zinc::start();
+    // The same server twice: the second entry gets the sync that an ensemble's followers get.
+    let options = RunOptions {
+        servers: format!("{0},{0}", zinc.address),
+        ..options(&zinc, Workload::Get)
+    };
+    let report = run(&options, &mut Silent).expect("run");
+    assert!(report.ops > 0, "{}", report.text());
+    assert_eq!(report.error_count(), 0, "{}", report.text());
+}
+
+#[test]
 fn a_refusing_target_is_reported_clearly() {
     let port = free_port();
     let output = Command::new(env!("CARGO_BIN_EXE_zinc-bench"))
