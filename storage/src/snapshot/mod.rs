@@ -224,7 +224,7 @@ fn access(bytes: &[u8]) -> Result<&ArchivedSnapshotRecord, String> {
 /// Decodes and checks a snapshot file's bytes into a tree. Bytes that are not aligned for the
 /// archive (a snapshot received over the network) are copied into an aligned buffer first.
 pub fn decode(bytes: &[u8]) -> Result<Tree, String> {
-    if bytes.as_ptr() as usize % ARCHIVE_ALIGN != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(ARCHIVE_ALIGN) {
         let mut aligned: AlignedVec = AlignedVec::with_capacity(bytes.len());
         aligned.extend_from_slice(bytes);
         return decode(&aligned);
