@@ -389,6 +389,15 @@ fn monitoring(shard: &Shard, views: &[ShardView], out: &mut String) {
     for (key, value) in rows {
         let _ = writeln!(out, "{key}\t{value}");
     }
+    if shard.stats.mode() == Mode::Leader {
+        // The rows ZooKeeper's leader adds, which ensemble health checks read.
+        let [learners, followers, observers] = shard.stats.learners();
+        let _ = writeln!(out, "zk_learners\t{learners}");
+        let _ = writeln!(out, "zk_synced_followers\t{followers}");
+        let _ = writeln!(out, "zk_synced_non_voting_followers\t0");
+        let _ = writeln!(out, "zk_synced_observers\t{observers}");
+        let _ = writeln!(out, "zk_pending_syncs\t0");
+    }
 }
 
 fn max_fds() -> u64 {

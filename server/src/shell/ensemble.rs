@@ -472,6 +472,13 @@ impl Ensemble {
 
     fn tick(&mut self) {
         self.zab.tick();
+        if let Some(counts) = self.zab.learners() {
+            self.stats.set_learners([
+                counts.learners as u64,
+                counts.synced_followers as u64,
+                counts.synced_observers as u64,
+            ]);
+        }
         if self.serving && self.leader.is_none() && !self.learner.touched.is_empty() {
             let touched: Vec<SessionId> = self.learner.touched.drain().collect();
             self.send_to_leader(&Forwarded::Touch(touched));

@@ -29,6 +29,8 @@ pub struct ServerStats {
     data_bytes: AtomicU64,
     sessions_expired: AtomicU64,
     mode: std::sync::atomic::AtomicU8,
+    /// A leader's learners: connected, synchronized followers, synchronized observers.
+    learners: [AtomicU64; 3],
 }
 
 /// The server's part, as `srvr` and `mntr` report it.
@@ -72,6 +74,7 @@ impl Default for ServerStats {
             data_bytes: AtomicU64::new(0),
             sessions_expired: AtomicU64::new(0),
             mode: std::sync::atomic::AtomicU8::new(Mode::Standalone as u8),
+            learners: Default::default(),
         }
     }
 }
@@ -96,6 +99,17 @@ pub struct StatsView {
 impl ServerStats {
     pub fn set_mode(&self, mode: Mode) {
         self.mode.store(mode as u8, Ordering::Release);
+    }
+
+    /// A leader's learners: (connected, synchronized followers, synchronized observers).
+    pub fn set_learners(&self, counts: [u64; 3]) {
+        for (slot, count) in self.learners.iter().zip(counts) {
+            slot.store(count, Relaxed);
+        }
+    }
+
+    pub fn learners(&self) -> [u64; 3] {
+        [0, 1, 2].map(|i| self.learners[i].load(Relaxed))
     }
 
     pub fn mode(&self) -> Mode {

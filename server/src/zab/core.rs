@@ -12,7 +12,7 @@ use super::leader::Leader;
 use super::learner::Learner;
 use super::log::{Log, LogEntry};
 use super::rng::Rng;
-use super::{Command, Config, Persisted, Ready, Role, ZabError};
+use super::{Command, Config, LearnerCounts, Persisted, Ready, Role, ZabError};
 
 pub(super) enum Phase {
     Looking,
@@ -180,6 +180,14 @@ impl Zab {
 
     pub fn persisted_zxid(&self) -> Zxid {
         self.log.persisted
+    }
+
+    /// Leader only: its learners, for monitoring.
+    pub fn learners(&self) -> Option<LearnerCounts> {
+        match &self.phase {
+            Phase::Leading(leader) => Some(leader.learner_counts()),
+            _ => None,
+        }
     }
 
     pub fn epochs(&self) -> (Epoch, Epoch) {

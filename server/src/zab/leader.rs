@@ -11,7 +11,7 @@ use zinc_protocol::{Epoch, ServerId, Zxid};
 
 use super::core::{Phase, Zab};
 use super::log::LogEntry;
-use super::{Command, Role, ZabError};
+use super::{Command, LearnerCounts, Role, ZabError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum LeaderStage {
@@ -48,6 +48,22 @@ pub(super) struct Link {
     pub acked: Zxid,
     pub opened_tick: u64,
     pub last_heard_tick: u64,
+}
+
+impl Leader {
+    pub(super) fn learner_counts(&self) -> LearnerCounts {
+        let synced = |observer: bool| {
+            self.links
+                .values()
+                .filter(|link| link.stage == LinkStage::Synced && link.observer == observer)
+                .count()
+        };
+        LearnerCounts {
+            learners: self.links.len(),
+            synced_followers: synced(false),
+            synced_observers: synced(true),
+        }
+    }
 }
 
 impl Link {

@@ -184,6 +184,15 @@ pub struct Ready {
     pub commands: Vec<Command>,
 }
 
+/// A leader's learners by kind, as `mntr` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LearnerCounts {
+    /// Every learner connected, synchronized or not.
+    pub learners: usize,
+    pub synced_followers: usize,
+    pub synced_observers: usize,
+}
+
 /// Why `propose` or `sync` refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ZabError {

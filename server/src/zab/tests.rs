@@ -434,6 +434,25 @@ fn broadcast_proposes_before_its_own_sync_and_commits_on_a_quorum() {
 }
 
 #[test]
+fn next_zxid_is_what_propose_assigns_and_learners_are_counted() {
+    let mut zab = established_leader();
+    let next = zab.next_zxid().expect("leading");
+    assert_eq!(zab.propose(txn_entry("/a")), Ok(next));
+    assert_eq!(zab.next_zxid(), Ok(Zxid(next.0 + 1)));
+    let counts = zab.learners().expect("leading");
+    assert_eq!(
+        (
+            counts.learners,
+            counts.synced_followers,
+            counts.synced_observers
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(serving_follower().learners(), None);
+    assert_eq!(serving_follower().next_zxid(), Err(ZabError::NotLeader));
+}
+
+#[test]
 fn broadcast_bounds_proposals_in_flight() {
     let mut zab = established_leader();
     zab.config.proposals_in_flight_max = 2;
