@@ -50,7 +50,7 @@ pub fn free_port() -> u16 {
 
 /// Whether process `pid` holds a listening TCP socket on `port` (any address, IPv4 or IPv6),
 /// from /proc: so that readiness is never taken from another server on the same port.
-fn listens_on(pid: u32, port: u16) -> bool {
+pub fn listens_on(pid: u32, port: u16) -> bool {
     let suffix = format!(":{port:04X}");
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
