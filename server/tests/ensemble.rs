@@ -180,6 +180,14 @@ impl Member {
         }
     }
 
+    /// SIGCONT after `freeze`.
+    fn thaw(&mut self) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+        assert_eq!(sent, 0, "SIGCONT server {}", self.id);
+    }
+
     fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -903,4 +911,70 @@ fn minority_does_not_serve_when_the_others_go_silent() {
 #[test]
 fn minority_of_a_follower_does_not_serve_when_the_others_go_silent() {
     minority_stops_serving(Mode::Follower, Loss::Freeze);
+}
+
+/// A leader that goes silent (SIGSTOP) while the others elect a new one, then wakes up with a
+/// client's write waiting on its socket: it must not acknowledge that write (it no longer has a
+/// quorum), it must rejoin as a follower, and it must then hold what the new leader committed.
+#[test]
+fn a_deposed_leader_that_wakes_up_acknowledges_nothing() {
+    let _serial = one_ensemble_at_a_time();
+    let mut ensemble = Ensemble::start(3);
+    let old = ensemble.wait_for_roles();
+    let mut stale = Client::open(ensemble.member(old));
+    let old_id = stale.server_id;
+    must(stale.create("/before", b"", 0), old_id, "create /before");
+
+    ensemble.members[old].freeze();
+    let others = ensemble.others(old);
+    let deadline = Instant::now() + ROLES_TIMEOUT;
+    let new = loop {
+        let modes: Vec<Mode> = others.iter().map(|i| ensemble.member(*i).mode()).collect();
+        if let Some(at) = modes.iter().position(|mode| *mode == Mode::Leader) {
+            if modes.iter().filter(|mode| **mode == Mode::Follower).count() == 1 {
+                break others[at];
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader while server {old_id} is silent: {modes:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut fresh = Client::open(ensemble.member(new));
+    let new_id = fresh.server_id;
+    must(fresh.create("/new", b"", 0), new_id, "create /new");
+
+    std::thread::scope(|scope| {
+        // Sent while the old leader is stopped: it waits on the socket until it wakes up.
+        let attempt = scope.spawn(move || stale.create("/stale", b"", 0));
+        std::thread::sleep(Duration::from_millis(100));
+        ensemble.members[old].thaw();
+        match attempt.join().expect("write attempt") {
+            Ok((path, stat)) => panic!(
+                "deposed server {old_id} acknowledged {path} (zxid {:#x}) after server {new_id} \
+                 took over",
+                stat.czxid
+            ),
+            Err(Failure::Connection(error))
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("server {old_id} neither answered nor closed the connection: {error}")
+            }
+            Err(_) => {}
+        }
+    });
+
+    let leader = ensemble.wait_for_roles();
+    assert_eq!(leader, new, "{}", ensemble.describe_modes());
+    let mut reader = synced_client(ensemble.member(old), "/");
+    for path in ["/before", "/new"] {
+        assert!(
+            must(reader.stat(path), old_id, path).is_some(),
+            "server {old_id} lacks {path} after rejoining"
+        );
+    }
 }
