@@ -978,3 +978,134 @@ fn a_deposed_leader_that_wakes_up_acknowledges_nothing() {
         );
     }
 }
+
+/// What the writers of one round of `members_killed_in_turn_lose_no_acknowledged_write` share.
+#[derive(Default)]
+struct Round {
+    victim_killed: AtomicBool,
+    stop: AtomicBool,
+    acked: Mutex<BTreeMap<String, i64>>,
+    /// Failures before the kill, and acknowledgements out of session order.
+    errors: Mutex<Vec<String>>,
+}
+
+impl Round {
+    /// Creates `/r/{round}-s{server}-{n}` through `client` until a create fails or `stop` is
+    /// set; each session's acknowledged zxids must increase (per-session FIFO order).
+    fn write(&self, round: usize, mut client: Client) {
+        let mut last_zxid = 0;
+        for n in 0.. {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let path = format!("/r/{round}-s{}-{n}", client.server_id);
+            match client.create(&path, b"v", 0) {
+                Ok((_, stat)) => {
+                    if stat.czxid <= last_zxid {
+                        self.error(format!(
+                            "server {}: {path} acknowledged with zxid {:#x} after {last_zxid:#x}",
+                            client.server_id, stat.czxid
+                        ));
+                    }
+                    last_zxid = stat.czxid;
+                    let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+                    acked.insert(path, stat.czxid);
+                }
+                Err(failure) => {
+                    if !self.victim_killed.load(Ordering::SeqCst) {
+                        self.error(format!(
+                            "server {}: create {path}: {failure:?}",
+                            client.server_id
+                        ));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: String) {
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(error);
+    }
+
+    fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// Rounds of writes through every member while one member is killed (the leader, then a
+/// follower, in turn) and restarted: every acknowledged create is on every member afterwards,
+/// with the zxid it was acknowledged with, and each session's acknowledgements came in order.
+#[test]
+fn members_killed_in_turn_lose_no_acknowledged_write() {
+    const ROUNDS: usize = 4;
+    const ACKED_PER_ROUND: usize = 100;
+    const WRITES_TIMEOUT: Duration = Duration::from_secs(30);
+    let _serial = one_ensemble_at_a_time();
+    let mut ensemble = Ensemble::start(3);
+    let leader = ensemble.wait_for_roles();
+    let mut setup = Client::open(ensemble.member(leader));
+    must(setup.create("/r", b"", 0), setup.server_id, "create /r");
+    drop(setup);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos() as usize);
+    let mut acked = BTreeMap::new();
+    for round in 0..ROUNDS {
+        let leader = ensemble.wait_for_roles();
+        let victim = match round % 2 {
+            0 => leader,
+            _ => {
+                let followers = ensemble.others(leader);
+                followers[(seed >> round) % followers.len()]
+            }
+        };
+        let victim_id = ensemble.member(victim).id;
+        let state = Round::default();
+        let writers: Vec<Client> = ensemble.members.iter().map(Client::open).collect();
+        std::thread::scope(|scope| {
+            for client in writers {
+                let state = &state;
+                scope.spawn(move || state.write(round, client));
+            }
+            let started = Instant::now();
+            while state.acked_count() < ACKED_PER_ROUND {
+                let late = started.elapsed() > WRITES_TIMEOUT;
+                let failed = !state
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+                if late || failed {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            state.victim_killed.store(true, Ordering::SeqCst);
+            ensemble.members[victim].kill();
+            state.stop.store(true, Ordering::SeqCst);
+        });
+        let errors = state.errors.into_inner().unwrap_or_else(|e| e.into_inner());
+        let round_acked = state.acked.into_inner().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            errors.is_empty() && round_acked.len() >= ACKED_PER_ROUND,
+            "round {round} (seed {seed}, server {victim_id} killed): {} acknowledged, errors: \
+             {errors:?}",
+            round_acked.len()
+        );
+        acked.extend(round_acked);
+        ensemble.wait_for_roles();
+        for index in ensemble.others(victim) {
+            let when = format!("in round {round} with server {victim_id} down (seed {seed})");
+            assert_has_all(ensemble.member(index), &acked, &when);
+        }
+        ensemble.members[victim].start();
+        ensemble.wait_for_roles();
+        let when = format!("after its restart in round {round} (seed {seed})");
+        assert_has_all(ensemble.member(victim), &acked, &when);
+    }
+    assert_same_children(&ensemble, &[0, 1, 2], &["/r"]);
+}
