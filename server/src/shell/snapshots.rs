@@ -1,17 +1,21 @@
 //! Snapshots in the running server. The core counts logged txns with a seeded
 //! [`SnapshotTrigger`]; when one is due it hands the current tree root (an O(1) clone of the
-//! copy-on-write tree, so writes go on) to `snapshot_loop`. That task waits until the log is
+//! copy-on-write tree, so writes go on) to `snapshot_loop`. While the previous snapshot is
+//! still being written, each later batch replaces the waiting root with its own, so the next
+//! snapshot holds the newest state when the writer is free (a snapshot of a root that waited
+//! seconds would leave that much more log to replay). `snapshot_loop` waits until the log is
 //! durable through the root's zxid (a snapshot never holds a txn the log could still lose),
 //! then a writer thread at low CPU priority encodes and writes it (temp file, fsync, rename,
 //! directory fsync) and keeps the newest `snap_retain_count`; the core then purges the log
 //! segments that only older snapshots needed. A failed snapshot is reported and costs nothing
 //! else: the log still holds every txn since the last good one.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use event_listener::Event;
 use zinc_protocol::Zxid;
 use zinc_storage::snapshot::{self, SnapshotError, SnapshotTrigger};
 use zinc_storage::tree::Tree;
@@ -24,17 +28,40 @@ const WRITER_NICE: libc::c_int = 10;
 
 type WriteResult = Result<Option<Zxid>, SnapshotError>;
 
+/// The root waiting for the snapshot writer, shared by the core and `snapshot_loop`.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    root: RefCell<Option<Tree>>,
+    filled: Event,
+}
+
+impl Waiting {
+    /// Resolves with the waiting root once there is one.
+    async fn take(&self) -> Tree {
+        loop {
+            if let Some(root) = self.root.borrow_mut().take() {
+                return root;
+            }
+            let listener = self.filled.listen();
+            if let Some(root) = self.root.borrow_mut().take() {
+                return root;
+            }
+            listener.await;
+        }
+    }
+}
+
 /// The core's side: counts txns and offers the root when a snapshot is due.
 pub(crate) struct Snapshots {
     trigger: SnapshotTrigger,
     due: bool,
-    requests: LocalSender<Tree>,
+    waiting: Rc<Waiting>,
 }
 
 impl Snapshots {
-    /// The trigger and the queue to `snapshot_loop` (one snapshot at a time).
-    pub(crate) fn new(config: &Config) -> (Snapshots, LocalReceiver<Tree>) {
-        let (requests, receiver) = local_channel::new_bounded(1);
+    /// The trigger and the slot `snapshot_loop` takes roots from (one snapshot at a time).
+    pub(crate) fn new(config: &Config) -> (Snapshots, Rc<Waiting>) {
+        let waiting = Rc::new(Waiting::default());
         let trigger = SnapshotTrigger::new(
             config.snap_txn_count,
             config.snap_log_bytes,
@@ -43,9 +70,9 @@ impl Snapshots {
         let snapshots = Snapshots {
             trigger,
             due: false,
-            requests,
+            waiting: waiting.clone(),
         };
-        (snapshots, receiver)
+        (snapshots, waiting)
     }
 
     /// Counts one logged txn of `txn_bytes`.
@@ -60,11 +87,14 @@ impl Snapshots {
         self.due = true;
     }
 
-    /// Hands `root` over if a snapshot is due and none is being written; otherwise it stays
-    /// due and a later batch's root is offered.
+    /// Hands `root` over if a snapshot is due, or if an older root is still waiting for the
+    /// writer (the newer one takes its place).
     pub(crate) fn offer(&mut self, root: &Tree) {
-        if self.due && self.requests.try_send(root.clone()).is_ok() {
+        let mut waiting = self.waiting.root.borrow_mut();
+        if self.due || waiting.is_some() {
+            *waiting = Some(root.clone());
             self.due = false;
+            self.waiting.filled.notify(1);
         }
     }
 }
@@ -73,7 +103,7 @@ impl Snapshots {
 pub(crate) async fn snapshot_loop(
     wal: Rc<Wal<DmaDevice>>,
     config: Arc<Config>,
-    roots: LocalReceiver<Tree>,
+    waiting: Rc<Waiting>,
 ) {
     let keep = config.snap_retain_count as usize;
     let (to_writer, results) = match spawn_writer(config.snapshot_dir(), keep) {
@@ -83,7 +113,8 @@ pub(crate) async fn snapshot_loop(
             return;
         }
     };
-    while let Some(root) = roots.recv().await {
+    loop {
+        let root = waiting.take().await;
         let zxid = root.last_zxid();
         if wal.wait_durable(zxid).await.is_err() {
             // The log failed; the core stops the process.
