@@ -47,8 +47,24 @@ pub fn start(config: Config) -> Result<(), ServerError> {
             source,
         })?;
     }
-    let tree = load_snapshot(&config)?;
-    shell::run(config, tree)?;
+    // The snapshot is decoded on its own thread while the core reads the log after the zxid
+    // the newest snapshot's name announces; both take a large part of a start.
+    let expected_zxid = zinc_storage::snapshot::list(&config.snapshot_dir())?
+        .first()
+        .map_or(zinc_protocol::Zxid(0), |(zxid, _)| *zxid);
+    let for_loader = config.clone();
+    let thread = std::thread::Builder::new()
+        .name("zinc-snapshot-load".into())
+        .spawn(move || load_snapshot(&for_loader).map_err(|error| error.to_string()))
+        .map_err(|source| ServerError::DataDir {
+            path: config.snapshot_dir(),
+            source,
+        })?;
+    let loading = shell::LoadingSnapshot {
+        expected_zxid,
+        thread,
+    };
+    shell::run(config, loading)?;
     Ok(())
 }
 

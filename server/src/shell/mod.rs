@@ -44,6 +44,9 @@ pub enum ShellError {
     Recovery(String),
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// Loading the snapshot failed (the message names the files).
+    #[error("{0}")]
+    Snapshot(String),
     #[error("cannot start executor {name}: {message}")]
     Executor { name: String, message: String },
 }
@@ -99,6 +102,42 @@ fn placement(config: &Config, core_index: usize) -> Placement {
     Placement::Fixed(core_index % cpus)
 }
 
+/// The tree a start begins from, being loaded on its own thread.
+pub struct LoadingSnapshot {
+    /// The zxid the newest snapshot's file name announces: the log is read after it while the
+    /// snapshot loads (and read again from the right place if an older one had to be used).
+    pub expected_zxid: zinc_protocol::Zxid,
+    pub thread: std::thread::JoinHandle<Result<Tree, String>>,
+}
+
+impl LoadingSnapshot {
+    /// Waits for the tree (blocking: at start the executor has nothing else to do).
+    fn join(self) -> Result<Tree, ShellError> {
+        match self.thread.join() {
+            Ok(loaded) => loaded.map_err(ShellError::Snapshot),
+            Err(_) => Err(ShellError::Snapshot(
+                "the snapshot loader stopped unexpectedly".into(),
+            )),
+        }
+    }
+}
+
+/// Opens the log while the snapshot loads; returns the snapshot's tree, the log, and the log's
+/// records after the tree's zxid.
+async fn open_wal_and_snapshot(
+    config: &Config,
+    loading: LoadingSnapshot,
+) -> Result<(Tree, Wal<DmaDevice>, Vec<zinc_storage::wal::WalRecord>), ShellError> {
+    let expected = loading.expected_zxid;
+    let (wal, mut records) = open_wal(config, expected).await?;
+    let root = loading.join()?;
+    if root.last_zxid() != expected {
+        // The newest snapshot failed its checks and an older one was loaded.
+        records = wal.read_after(root.last_zxid()).await?;
+    }
+    Ok((root, wal, records))
+}
+
 /// Opens the log on the core's executor and returns it with the records after `after`.
 pub(crate) async fn open_wal(
     config: &Config,
@@ -117,15 +156,15 @@ pub(crate) async fn open_wal(
     Ok((wal, recovered.records))
 }
 
-/// Opens the log and replays it over `root` (the state of the newest snapshot, or an empty
-/// tree); returns the tree, the log and how many txns were replayed.
+/// Opens the log and replays it over the snapshot's tree (or an empty tree); returns the tree,
+/// the log and how many txns were replayed.
 async fn recover(
     config: &Config,
-    mut root: Tree,
+    loading: LoadingSnapshot,
 ) -> Result<(Tree, Wal<DmaDevice>, usize), ShellError> {
     let dir = config.data_log_dir.join("wal");
     let started = std::time::Instant::now();
-    let (wal, records) = open_wal(config, root.last_zxid()).await?;
+    let (mut root, wal, records) = open_wal_and_snapshot(config, loading).await?;
     let read_ms = started.elapsed().as_millis();
     let count = records.len();
     for record in records {
@@ -140,7 +179,8 @@ async fn recover(
     }
     if count > 0 {
         crate::log_line!(
-            "zinc: replayed {count} txns from {} (read {read_ms} ms, applied {} ms)",
+            "zinc: replayed {count} txns from {} (read, with the snapshot loading meanwhile: \
+             {read_ms} ms; applied {} ms)",
             dir.display(),
             started.elapsed().as_millis() - read_ms
         );
@@ -163,20 +203,19 @@ struct EnsembleParts {
 /// decides what of it is committed), listens for peers, and runs the ensemble loop.
 async fn run_ensemble_core(
     parts: EnsembleParts,
-    root: Tree,
+    loading: LoadingSnapshot,
     recovered: std::sync::mpsc::Sender<Result<Tree, ShellError>>,
 ) {
     use zinc_protocol::ServerId;
     let config = parts.config;
-    let snapshot_zxid = root.last_zxid();
-    let opened = open_wal(&config, snapshot_zxid)
+    let opened = open_wal_and_snapshot(&config, loading)
         .await
-        .and_then(|(wal, records)| {
-            let persisted = ensemble::persisted(&config, snapshot_zxid, records)
+        .and_then(|(root, wal, records)| {
+            let persisted = ensemble::persisted(&config, root.last_zxid(), records)
                 .map_err(ShellError::Recovery)?;
-            Ok((wal, persisted))
+            Ok((root, wal, persisted))
         });
-    let (wal, persisted) = match opened {
+    let (root, wal, persisted) = match opened {
         Ok(opened) => opened,
         Err(error) => {
             let _ = recovered.send(Err(error));
@@ -285,7 +324,7 @@ async fn serve_shard(start: ShardStart, root: Tree) {
 }
 
 /// Runs the server until the process is stopped. Returns only on a startup error.
-pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
+pub fn run(config: Config, loading: LoadingSnapshot) -> Result<(), ShellError> {
     let address = reserve_address(config.client_address)?;
     let config = Arc::new(Config {
         client_address: address,
@@ -349,10 +388,10 @@ pub fn run(config: Config, root: Tree) -> Result<(), ShellError> {
                         to_shard_senders,
                         to_core_receivers,
                     };
-                    run_ensemble_core(start, root, recovered_sender).await;
+                    run_ensemble_core(start, loading, recovered_sender).await;
                     return;
                 }
-                let (root, wal, replayed) = match recover(&config, root).await {
+                let (root, wal, replayed) = match recover(&config, loading).await {
                     Ok(recovered) => recovered,
                     Err(error) => {
                         let _ = recovered_sender.send(Err(error));
