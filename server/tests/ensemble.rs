@@ -1109,3 +1109,74 @@ fn members_killed_in_turn_lose_no_acknowledged_write() {
     }
     assert_same_children(&ensemble, &[0, 1, 2], &["/r"]);
 }
+
+/// Watches set on one member fire for writes made through another: the member applies the
+/// committed txn, fires the watch, and only then answers from the new state.
+#[test]
+fn watches_fire_on_a_follower_for_writes_through_other_members() {
+    const NODE_CREATED: i32 = 1;
+    const NODE_DATA_CHANGED: i32 = 3;
+    const NODE_CHILDREN_CHANGED: i32 = 4;
+    let _serial = one_ensemble_at_a_time();
+    let mut ensemble = Ensemble::start(3);
+    let leader = ensemble.wait_for_roles();
+    let followers = ensemble.others(leader);
+    let mut watcher = Client::open(ensemble.member(followers[0]));
+    let id = watcher.server_id;
+    assert_eq!(
+        must(watcher.stat("/watched"), id, "exists /watched"),
+        None,
+        "a fresh ensemble"
+    );
+    // exists with a watch on a missing node, then a child watch on the root.
+    let reply = watcher
+        .raw
+        .request(OP_EXISTS, &path_and_flag("/watched", true))
+        .expect("exists with watch");
+    assert_eq!(reply.err, ERR_NO_NODE);
+    let reply = watcher
+        .raw
+        .request(OP_GET_CHILDREN2, &path_and_flag("/", true))
+        .expect("getChildren with watch");
+    assert_eq!(reply.err, 0);
+    watcher.last_xid += 2;
+
+    for (index, path) in [(leader, "/watched"), (followers[1], "/watched")] {
+        let mut writer = Client::open(ensemble.member(index));
+        let wid = writer.server_id;
+        if must(writer.stat(path), wid, "exists").is_none() {
+            must(writer.create(path, b"one", 0), wid, "create");
+        } else {
+            // A data watch set now fires for the set through the other follower.
+            let reply = watcher
+                .raw
+                .request(OP_GET_DATA, &path_and_flag(path, true))
+                .expect("getData with watch");
+            assert_eq!(reply.err, 0);
+            watcher.last_xid += 1;
+            must(writer.set_data(path, b"two", 0), wid, "setData");
+        }
+        must(watcher.sync(path), id, "sync");
+    }
+    let events: Vec<(i32, String)> = watcher
+        .raw
+        .events
+        .iter()
+        .map(|event| {
+            let mut fields = Fields { bytes: event };
+            let kind = fields.int();
+            let _state = fields.int();
+            (kind, fields.string())
+        })
+        .collect();
+    for expected in [
+        (NODE_CREATED, "/watched".to_owned()),
+        (NODE_CHILDREN_CHANGED, "/".to_owned()),
+        (NODE_DATA_CHANGED, "/watched".to_owned()),
+    ] {
+        assert!(
+            events.contains(&expected),
+            "server {id} did not deliver {expected:?}; got {events:?}"
+        );
+    }
+}
