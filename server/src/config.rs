@@ -313,6 +313,16 @@ impl Config {
         Ok(())
     }
 
+    /// The session timeout a client asking for `requested_ms` gets (within the configured
+    /// minimum and maximum).
+    pub fn session_timeout_ms(&self, requested_ms: i32) -> u32 {
+        crate::session::negotiate_timeout_ms(
+            requested_ms,
+            self.session_timeout_ms_min,
+            self.session_timeout_ms_max,
+        )
+    }
+
     /// Whether this server runs in an ensemble (two or more `server.N` lines), as opposed to
     /// standalone. One line alone is standalone, as in ZooKeeper.
     pub fn is_ensemble(&self) -> bool {

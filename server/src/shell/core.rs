@@ -19,7 +19,7 @@ use zinc_storage::wal::{DmaDevice, Wal};
 
 use crate::config::Config;
 use crate::exec::{Prepared, Preparer};
-use crate::session::{negotiate_timeout_ms, session_password, SessionIdAllocator, SessionTracker};
+use crate::session::{session_password, SessionIdAllocator, SessionTracker};
 use crate::shell::messages::{CoreReply, Published, ShardId, ToCore, ToShard};
 use crate::shell::shard::CrossShard;
 use crate::shell::snapshots::Snapshots;
@@ -315,11 +315,7 @@ impl Core {
                 token,
                 timeout_ms_requested,
             } => {
-                let timeout_ms = negotiate_timeout_ms(
-                    timeout_ms_requested,
-                    self.config.session_timeout_ms_min,
-                    self.config.session_timeout_ms_max,
-                );
+                let timeout_ms = self.config.session_timeout_ms(timeout_ms_requested);
                 let session = self.ids.allocate();
                 let prepared = self
                     .preparer

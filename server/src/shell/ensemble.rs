@@ -38,7 +38,7 @@ use zinc_storage::wal::{DmaDevice, Wal};
 use crate::config::{Config, PeerSpec};
 use crate::exec::prep::{response_for, triggers};
 use crate::exec::{Preparer, Trigger};
-use crate::session::{negotiate_timeout_ms, session_password, SessionIdAllocator};
+use crate::session::{session_password, SessionIdAllocator};
 use crate::shell::core::{fatal, now_ms, shard_messages, Batch, Core, PendingPublish, Sink};
 use crate::shell::messages::{
     ConnToken, CoreReply, Published, ShardId, ToCore, ToShard, WriteRequest,
@@ -752,11 +752,7 @@ impl Ensemble {
                 token,
                 timeout_ms_requested,
             } => {
-                let timeout_ms = negotiate_timeout_ms(
-                    timeout_ms_requested,
-                    self.config.session_timeout_ms_min,
-                    self.config.session_timeout_ms_max,
-                );
+                let timeout_ms = self.config.session_timeout_ms(timeout_ms_requested);
                 let session = self.ids.allocate();
                 self.learner
                     .creating
