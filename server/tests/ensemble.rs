@@ -1180,3 +1180,39 @@ fn watches_fire_on_a_follower_for_writes_through_other_members() {
         );
     }
 }
+
+/// A new leader that has not written anything in its epoch yet still answers a `sync` from a
+/// session that moved to it (no txn is needed for that), with a zxid that exists.
+#[test]
+fn a_new_leader_answers_sync_before_its_first_write() {
+    let _serial = one_ensemble_at_a_time();
+    let mut ensemble = Ensemble::start(3);
+    let old = ensemble.wait_for_roles();
+    let mut client = Client::open(ensemble.member(ensemble.others(old)[0]));
+    let (_, created) = must(client.create("/x", b"", 0), client.server_id, "create /x");
+    let (session, password) = (
+        client.raw.session.session_id,
+        client.raw.session.password.clone(),
+    );
+    drop(client);
+    ensemble.members[old].kill();
+    let new = ensemble.wait_for_roles();
+    let member = ensemble.member(new);
+    let raw = RawClient::resume(member.client_address, session, &password, created.czxid)
+        .expect("resume on the new leader");
+    assert!(
+        raw.session.timeout_ms > 0,
+        "server {}: session lost: {:?}",
+        member.id,
+        raw.session
+    );
+    let mut resumed = Client {
+        raw,
+        server_id: member.id,
+        last_xid: 0,
+    };
+    must(resumed.sync("/"), member.id, "sync on the new leader");
+    // The reply's zxid must be one this member has: it answers a read from the same session.
+    let (_, stat) = must(resumed.get_data("/x"), member.id, "getData /x");
+    assert_eq!(stat.czxid, created.czxid);
+}

@@ -44,6 +44,9 @@ pub struct Prepared {
 pub struct Preparer {
     tree: Tree,
     last_zxid: i64,
+    /// The zxid the next txn gets when it is not `last_zxid + 1` (an ensemble leader's first
+    /// txn of a new epoch).
+    next_zxid: Option<i64>,
     extended_types: bool,
 }
 
@@ -53,6 +56,7 @@ impl Preparer {
         Preparer {
             tree,
             last_zxid,
+            next_zxid: None,
             extended_types,
         }
     }
@@ -65,14 +69,15 @@ impl Preparer {
         self.last_zxid
     }
 
-    /// Sets the zxid the last txn had, so that the next one gets `zxid + 1` (an ensemble's
-    /// leader preps each request with the zxid its Zab core will assign).
-    pub fn set_last_zxid(&mut self, zxid: i64) {
-        self.last_zxid = zxid;
+    /// The zxid the next txn gets (an ensemble's leader preps each request with the zxid its
+    /// Zab core will assign). `last_zxid` stays that of the last txn made, so replies that make
+    /// no txn (sync, errors before prep) never carry a zxid that does not exist.
+    pub fn set_next_zxid(&mut self, zxid: i64) {
+        self.next_zxid = Some(zxid);
     }
 
     fn header(&mut self, session: SessionId, xid: i32, now_ms: i64, txn: &Txn) -> TxnHeader {
-        self.last_zxid += 1;
+        self.last_zxid = self.next_zxid.take().unwrap_or(self.last_zxid + 1);
         TxnHeader {
             client_id: session.0,
             cxid: xid,
@@ -400,6 +405,7 @@ impl Preparer {
             let prepared = Preparer {
                 tree: scratch.clone(),
                 last_zxid: self.last_zxid,
+                next_zxid: None,
                 extended_types: self.extended_types,
             }
             .prep_op(op, session, auth);

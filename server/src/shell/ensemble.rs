@@ -56,6 +56,9 @@ const ZAB_TICKS_PER_TICK: u64 = 10;
 /// Events handled before the commands they caused are carried out.
 const EVENTS_PER_TURN_MAX: usize = 4096;
 
+/// Zxids an epoch must have left for the leader to expire sessions and reap nodes in a turn.
+const EPOCH_ROOM_FOR_EXPIRY: u32 = 1 << 20;
+
 /// The shard index given to requests a follower forwarded: their replies go out there.
 const REMOTE_SHARD: ShardId = ShardId::MAX;
 
@@ -283,8 +286,9 @@ pub(crate) fn zab_config(config: &Config, peers: &[PeerSpec]) -> zab::Config {
     zab.sync_limit_ticks = config.sync_limit_ticks as u64 * ZAB_TICKS_PER_TICK;
     zab.election_backoff_ticks_min = 1;
     zab.election_backoff_ticks_max = 2 * ZAB_TICKS_PER_TICK;
-    // Clients bound what is in flight (per-session limits); the core's bound is a backstop.
-    zab.proposals_in_flight_max = 1 << 20;
+    // Clients bound what is in flight (per-session limits), as in ZooKeeper: a refused
+    // proposal after prep would leave the prep tree ahead of the log.
+    zab.proposals_in_flight_max = usize::MAX;
     zab.seed = config.server_id ^ now_ms();
     zab
 }
@@ -521,7 +525,7 @@ impl Ensemble {
         };
         match self.zab.next_zxid() {
             Ok(next) => {
-                leader.core.preparer_mut().set_last_zxid(next.0 - 1);
+                leader.core.preparer_mut().set_next_zxid(next.0);
                 true
             }
             Err(_) => false,
@@ -582,15 +586,22 @@ impl Ensemble {
             self.on_failed(session, xid, err);
             return;
         }
+        if let (Forwarded::Touch(sessions), Some(leader)) = (&forwarded, &mut self.leader) {
+            let now = now_ms();
+            let tracker = leader.core.tracker_mut();
+            for session in sessions {
+                tracker.touch(*session, now);
+            }
+            return;
+        }
         if self.leader.is_none() || !self.line_up_zxid() {
-            // Not leading (any more): the follower finds out from the Zab core and closes its
-            // clients' connections.
+            // Not leading (any more), or at the end of an epoch: the follower finds out from
+            // its Zab core and closes its clients' connections.
             return;
         }
         let Some(leader) = &mut self.leader else {
             return;
         };
-        let now = now_ms();
         match forwarded {
             Forwarded::Write {
                 session,
@@ -621,13 +632,7 @@ impl Ensemble {
             } => leader
                 .core
                 .create_remote_session(session, timeout_ms, &mut leader.batch),
-            Forwarded::Touch(sessions) => {
-                let tracker = leader.core.tracker_mut();
-                for session in sessions {
-                    tracker.touch(session, now);
-                }
-            }
-            Forwarded::Failed { .. } => {}
+            Forwarded::Touch(_) | Forwarded::Failed { .. } => {}
         }
         self.propose_prepared();
     }
@@ -638,7 +643,14 @@ impl Ensemble {
         if self.leader.is_none() {
             return;
         }
-        if self.line_up_zxid() {
+        // Expiring sessions and reaping nodes make several txns in one go: only with room for
+        // them in the epoch (near its end they wait for the next epoch's leader), so that no
+        // proposal after the first is refused.
+        let room = self
+            .zab
+            .next_zxid()
+            .map_or(0, |next| u32::MAX - next.counter());
+        if room > EPOCH_ROOM_FOR_EXPIRY && self.line_up_zxid() {
             if let Some(leader) = &mut self.leader {
                 leader.core.expire_sessions(&mut leader.batch);
                 leader.core.reap(&mut leader.batch);
@@ -895,6 +907,12 @@ impl Ensemble {
                 }
             }
             Command::Append { entry } => {
+                // Flow control: the log's queue is bounded, and nothing slows the leader or a
+                // follower's peer link down but this loop. Past half the queue it waits for
+                // the disk (a member whose disk stalls long enough falls out of the quorum).
+                if self.wal.pending_bytes() > self.wal.config().pending_bytes_max / 2 {
+                    self.wal_idle().await;
+                }
                 if let Err(error) = self.wal.append(entry.zxid, &entry.txn) {
                     fatal(error);
                 }
