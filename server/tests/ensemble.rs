@@ -66,6 +66,7 @@ fn one_ensemble_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 enum Mode {
     Leader,
     Follower,
+    Observer,
     /// "not currently serving requests".
     NotServing,
     /// Any other `Mode:` value ("standalone"), or the whole answer when it has no `Mode:` line
@@ -80,6 +81,7 @@ fn parse_mode(answer: &str) -> Mode {
     match answer.lines().find_map(|line| line.strip_prefix("Mode: ")) {
         Some("leader") => Mode::Leader,
         Some("follower") => Mode::Follower,
+        Some("observer") => Mode::Observer,
         Some(other) => Mode::Other(other.to_owned()),
         None => Mode::Other(answer.trim().to_owned()),
     }
@@ -95,6 +97,8 @@ fn runs_zookeeper() -> bool {
 /// `zoo.cfg` and `server.log`; it outlives restarts.
 struct Member {
     id: u64,
+    /// Configured as an observer (`:observer`): it learns commits and never votes.
+    observer: bool,
     dir: tempfile::TempDir,
     client_address: SocketAddr,
     child: Option<Child>,
@@ -245,6 +249,12 @@ struct Ensemble {
 impl Ensemble {
     /// Writes the configuration of `size` members on free ports and starts them all.
     fn start(size: u64) -> Ensemble {
+        Ensemble::start_with_observers(size, 0)
+    }
+
+    /// `voters` participants, then `observers` observers.
+    fn start_with_observers(voters: u64, observers: u64) -> Ensemble {
+        let size = voters + observers;
         let ports: Vec<(u16, u16, u16)> = (0..size)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();
@@ -252,7 +262,8 @@ impl Ensemble {
             .iter()
             .zip(1..)
             .map(|((_, quorum, election), id)| {
-                format!("server.{id}=127.0.0.1:{quorum}:{election}\n")
+                let role = if id > voters { ":observer" } else { "" };
+                format!("server.{id}=127.0.0.1:{quorum}:{election}{role}\n")
             })
             .collect();
         let mut members = Vec::new();
@@ -271,10 +282,14 @@ impl Ensemble {
             );
             if runs_zookeeper() {
                 config.push_str("admin.enableServer=false\n");
+                if id > voters {
+                    config.push_str("peerType=observer\n");
+                }
             }
             std::fs::write(dir.path().join("zoo.cfg"), config).expect("write zoo.cfg");
             members.push(Member {
                 id,
+                observer: id > voters,
                 dir,
                 client_address: SocketAddr::from(([127, 0, 0, 1], *client_port)),
                 child: None,
@@ -312,7 +327,10 @@ impl Ensemble {
                 .collect();
             let followers = modes
                 .iter()
-                .filter(|(_, mode)| *mode == Mode::Follower)
+                .filter(|(index, mode)| match self.members[*index].observer {
+                    true => *mode == Mode::Observer,
+                    false => *mode == Mode::Follower,
+                })
                 .count();
             if leaders.len() == 1 && followers + 1 == modes.len() {
                 return leaders[0];
@@ -1215,4 +1233,54 @@ fn a_new_leader_answers_sync_before_its_first_write() {
     // The reply's zxid must be one this member has: it answers a read from the same session.
     let (_, stat) = must(resumed.get_data("/x"), member.id, "getData /x");
     assert_eq!(stat.czxid, created.czxid);
+}
+
+/// An observer (`server.4=...:observer`) serves reads and forwards writes like a follower, and
+/// learns every commit, but its vote does not count: with two of the three voters gone the
+/// ensemble stops, observer included.
+#[test]
+fn an_observer_serves_and_does_not_vote() {
+    let _serial = one_ensemble_at_a_time();
+    let mut ensemble = Ensemble::start_with_observers(3, 1);
+    let leader = ensemble.wait_for_roles();
+    let observer = 3;
+    assert_eq!(ensemble.member(observer).mode(), Mode::Observer);
+    let mut client = Client::open(ensemble.member(observer));
+    let id = client.server_id;
+    let (_, created) = must(client.create("/o", b"via observer", 0), id, "create /o");
+    let mut reader = synced_client(ensemble.member(leader), "/o");
+    let (data, stat) = must(reader.get_data("/o"), reader.server_id, "getData /o");
+    assert_eq!(
+        (data.as_slice(), stat.czxid),
+        (&b"via observer"[..], created.czxid)
+    );
+    let mut writer = Client::open(ensemble.member(leader));
+    let set = must(
+        writer.set_data("/o", b"via leader", 0),
+        writer.server_id,
+        "setData",
+    );
+    must(client.sync("/o"), id, "sync on the observer");
+    let (data, stat) = must(client.get_data("/o"), id, "getData on the observer");
+    assert_eq!(
+        (data.as_slice(), stat.mzxid),
+        (&b"via leader"[..], set.mzxid)
+    );
+
+    // Two voters gone: the leader and the observer make no quorum.
+    let follower = ensemble
+        .others(leader)
+        .into_iter()
+        .find(|index| *index != observer)
+        .expect("a follower");
+    ensemble.members[follower].kill();
+    ensemble.members[leader].kill();
+    let deadline = Instant::now() + STOP_SERVING_TIMEOUT;
+    while ensemble.member(observer).mode() != Mode::NotServing {
+        assert!(
+            Instant::now() < deadline,
+            "the observer still serves without a quorum of voters"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
