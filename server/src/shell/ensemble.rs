@@ -267,6 +267,9 @@ pub(crate) struct Ensemble {
     owners: HashMap<SessionId, ShardId>,
     out: Outgoing,
     deliveries: Vec<Delivery>,
+    /// Commands the Zab core produced while this turn's events were handled, carried out in
+    /// order by `drive` (except disconnections: see `take_commands`).
+    pending: Vec<Command>,
 }
 
 /// The Zab core's configuration from the server's.
@@ -382,6 +385,7 @@ pub(crate) async fn run(start: EnsembleStart) {
         owners: HashMap::new(),
         out: Outgoing::default(),
         deliveries: Vec::new(),
+        pending: Vec::new(),
     };
     ensemble.drive().await;
     while let Some(first) = inbox.recv().await {
@@ -459,6 +463,7 @@ impl Ensemble {
                         ) => self.on_forwarded(peer, data),
                         Delivery::Message(peer, message) => self.zab.step(peer, message),
                     }
+                    self.take_commands();
                 }
                 self.deliveries = deliveries;
             }
@@ -470,6 +475,25 @@ impl Ensemble {
                 } else {
                     self.refuse(message);
                 }
+            }
+        }
+        self.take_commands();
+    }
+
+    /// Moves the Zab core's new commands to `pending`, carrying out disconnections at once:
+    /// nothing more from a link the core closed may reach it (later events of this turn would
+    /// otherwise still deliver what that link had brought), and what was to be sent on that
+    /// link is dropped with it, as the core's contract says.
+    fn take_commands(&mut self) {
+        for command in self.zab.ready().commands {
+            match command {
+                Command::Disconnect { peer } => {
+                    self.pending.retain(
+                        |queued| !matches!(queued, Command::Send { to, .. } if *to == peer),
+                    );
+                    self.peers.disconnect(peer);
+                }
+                command => self.pending.push(command),
             }
         }
     }
@@ -881,14 +905,16 @@ impl Ensemble {
 
     /// Carries out what the Zab core asked for, in order, then publishes.
     async fn drive(&mut self) {
+        self.take_commands();
         loop {
-            let ready = self.zab.ready();
-            if ready.commands.is_empty() {
+            let commands = std::mem::take(&mut self.pending);
+            if commands.is_empty() {
                 break;
             }
-            for command in ready.commands {
+            for command in commands {
                 self.execute(command).await;
             }
+            self.take_commands();
         }
         self.maybe_start_leading();
         self.flush_out();
