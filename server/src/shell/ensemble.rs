@@ -257,8 +257,6 @@ pub(crate) struct Ensemble {
     /// The committed tree, as last published to the shards.
     applied: Tree,
     serving: bool,
-    /// The epoch this server leads, from the Zab core's role.
-    leading_epoch: Option<Epoch>,
     leader: Option<Leading>,
     learner: Learning,
     ids: SessionIdAllocator,
@@ -379,7 +377,6 @@ pub(crate) async fn run(start: EnsembleStart) {
         publish: start.publish,
         applied: start.root,
         serving: false,
-        leading_epoch: None,
         leader: None,
         learner: Learning::default(),
         owners: HashMap::new(),
@@ -1034,7 +1031,8 @@ impl Ensemble {
     fn on_role(&mut self, role: Role) {
         crate::log_line!("zinc: server {} is now {role:?}", self.config.server_id);
         match role {
-            Role::Leading { epoch } => self.leading_epoch = Some(epoch),
+            // The leader starts taking requests at the end of the turn: maybe_start_leading.
+            Role::Leading { .. } => {}
             Role::Following { leader, .. } | Role::Observing { leader, .. } => {
                 self.learner.leader = Some(leader);
                 let mode = match role {
@@ -1050,7 +1048,7 @@ impl Ensemble {
     /// Once leading, and the tree holds every committed txn of earlier epochs, the leader
     /// starts taking requests.
     fn maybe_start_leading(&mut self) {
-        let Some(epoch) = self.leading_epoch else {
+        let Role::Leading { epoch } = self.zab.role() else {
             return;
         };
         if self.leader.is_some() || self.zab.committed_zxid() < self.zab.last_zxid() {
@@ -1090,7 +1088,6 @@ impl Ensemble {
             self.applied = committed;
             self.out.changed = true;
         }
-        self.leading_epoch = None;
         self.learner = Learning {
             next_sync: self.learner.next_sync,
             ..Learning::default()

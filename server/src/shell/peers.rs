@@ -136,20 +136,15 @@ impl Peers {
         (peers, receiver)
     }
 
-    fn new_conn(&self) -> ConnId {
-        let conn = self.next_conn.get();
-        self.next_conn.set(conn + 1);
-        conn
-    }
-
     /// Queues one message for `to`, dialing first if no connection to it is open.
     pub(crate) fn send(&mut self, to: ServerId, message: &PeerMessage) {
         let Some(&address) = self.addresses.get(&to) else {
             return;
         };
-        let conn = self.new_conn();
+        let next_conn = &self.next_conn;
         let link = self.links.entry(to).or_default();
         let outbound = link.outbound.get_or_insert_with(|| {
+            let conn = take_conn_id(next_conn);
             let (queue, queued) = local_channel::new_unbounded();
             let (stop, stopped) = local_channel::new_bounded(1);
             let task = dial(
@@ -216,6 +211,13 @@ impl Peers {
             }
         }
     }
+}
+
+/// The next connection id (dialed and accepted connections share the counter).
+fn take_conn_id(next: &std::cell::Cell<ConnId>) -> ConnId {
+    let conn = next.get();
+    next.set(conn + 1);
+    conn
 }
 
 fn hello(from: ServerId, to: ServerId) -> [u8; HELLO_BYTES] {
@@ -305,8 +307,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let conn = next_conn.get();
-        next_conn.set(conn + 1);
+        let conn = take_conn_id(&next_conn);
         let task = receive(me, known.clone(), stream, conn, events.clone());
         glommio::spawn_local(task).detach();
     }
