@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -27,7 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::raw::{buffer, create_body, path_and_flag, RawClient, OP_CLOSE_SESSION, OP_EXISTS};
+use common::raw::{
+    buffer, create_body, frame, path_and_flag, read_frame, RawClient, OP_CLOSE_SESSION, OP_EXISTS,
+    XID_NOTIFICATION,
+};
 use common::{four_letter_word, free_port, listens_on};
 
 const TICK_TIME_MS: u32 = 200;
@@ -963,28 +967,40 @@ fn a_deposed_leader_that_wakes_up_acknowledges_nothing() {
     let new_id = fresh.server_id;
     must(fresh.create("/new", b"", 0), new_id, "create /new");
 
-    std::thread::scope(|scope| {
-        // Sent while the old leader is stopped: it waits on the socket until it wakes up.
-        let attempt = scope.spawn(move || stale.create("/stale", b"", 0));
-        std::thread::sleep(Duration::from_millis(100));
-        ensemble.members[old].thaw();
-        match attempt.join().expect("write attempt") {
-            Ok((path, stat)) => panic!(
-                "deposed server {old_id} acknowledged {path} (zxid {:#x}) after server {new_id} \
-                 took over",
-                stat.czxid
-            ),
-            Err(Failure::Connection(error))
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                panic!("server {old_id} neither answered nor closed the connection: {error}")
-            }
-            Err(_) => {}
+    // Sent while the old leader is stopped: the request waits in its socket until it wakes up
+    // (written straight to the connection, so it is there before SIGCONT, with no thread).
+    let xid = stale.last_xid + 1;
+    let mut request = xid.to_be_bytes().to_vec();
+    request.extend_from_slice(&OP_CREATE2.to_be_bytes());
+    request.extend_from_slice(&create_body("/stale", b"", 0));
+    stale
+        .raw
+        .stream
+        .write_all(&frame(&request))
+        .expect("send create to the stopped leader");
+    ensemble.members[old].thaw();
+    let answer = loop {
+        match read_frame(&mut stale.raw.stream) {
+            Ok(reply) if reply.starts_with(&XID_NOTIFICATION.to_be_bytes()) => continue,
+            other => break other,
         }
-    });
+    };
+    match answer {
+        Ok(reply) => {
+            let err = i32::from_be_bytes(reply[12..16].try_into().expect("reply header"));
+            assert_ne!(
+                err, 0,
+                "deposed server {old_id} acknowledged /stale after server {new_id} took over"
+            );
+        }
+        Err(error) => assert!(
+            !matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "server {old_id} neither answered nor closed the connection: {error}"
+        ),
+    }
 
     let leader = ensemble.wait_for_roles();
     assert_eq!(leader, new, "{}", ensemble.describe_modes());
