@@ -8,6 +8,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use zinc_server::config::{Config, ConfigError};
 
+/// mimalloc: the tree allocates and frees a node per write and a branch per copied trie
+/// level, on several threads (shard cores, the snapshot decoder's workers); glibc's malloc
+/// took 15-25% of the server's CPU there (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "zinc",

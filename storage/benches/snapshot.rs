@@ -12,6 +12,9 @@ use zinc_protocol::{Acl, StatPersisted};
 use zinc_storage::snapshot;
 use zinc_storage::tree::Tree;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut nodes = 1_000_000usize;
     let mut data_bytes = 64usize;

@@ -28,12 +28,12 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: the caller's contract for `alloc` is passed on as is.
-        unsafe { std::alloc::System.alloc(layout) }
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         LIVE_BYTES.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: the caller's contract for `dealloc` is passed on as is.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
 }
 
@@ -57,8 +57,8 @@ fn node_path(i: usize) -> String {
 /// Returns the free memory the C allocator holds to the system (the txns built for the load
 /// are freed by then and are not part of the tree).
 fn trim_allocator() {
-    // SAFETY: malloc_trim only releases free memory of the C allocator this binary uses.
-    unsafe { libc::malloc_trim(0) };
+    // SAFETY: mi_collect only returns free memory of the allocator this binary uses.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 fn rss_bytes() -> u64 {

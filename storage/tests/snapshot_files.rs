@@ -133,6 +133,16 @@ fn round_trip_keeps_every_node_acl_and_session() {
 }
 
 #[test]
+fn a_tree_large_enough_to_restore_on_several_threads_round_trips() {
+    // 80,000 extra nodes: above the size from which a restore builds nodes on several threads
+    // (on a machine with more than one CPU), with the sample's ACLs, null data and ephemeral.
+    let tree = sample_tree(80_000);
+    let restored = snapshot::decode(&snapshot::encode(&tree).unwrap()).unwrap();
+    assert_same(&tree, &restored);
+    assert_eq!(restored.children("/app").unwrap().len(), 80_052);
+}
+
+#[test]
 fn bytes_at_any_alignment_decode() {
     // A snapshot received from a leader sits wherever the network buffer put it.
     let tree = sample_tree(0);
