@@ -207,9 +207,15 @@ pub trait Record: Sized {
     fn encode(&self, out: &mut BytesMut);
     fn decode(reader: &mut Reader) -> DecodeResult<Self>;
 
+    /// Bytes `encode` writes, to size buffers: exact for primitives, strings, buffers,
+    /// vectors and `jute_record!` structs; types that do not say give their minimum.
+    fn encoded_len_hint(&self) -> usize {
+        Self::MIN_ENCODED_BYTES
+    }
+
     /// Encodes into a fresh buffer.
     fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(self.encoded_len_hint());
         self.encode(&mut out);
         out.freeze()
     }
@@ -256,6 +262,9 @@ impl Record for bool {
 /// A `ustring` that must not be null.
 impl Record for String {
     const MIN_ENCODED_BYTES: usize = 4;
+    fn encoded_len_hint(&self) -> usize {
+        4 + self.len()
+    }
     fn encode(&self, out: &mut BytesMut) {
         out.put_string(self);
     }
@@ -267,6 +276,9 @@ impl Record for String {
 /// A `ustring` that may be null.
 impl Record for Option<String> {
     const MIN_ENCODED_BYTES: usize = 4;
+    fn encoded_len_hint(&self) -> usize {
+        4 + self.as_ref().map_or(0, String::len)
+    }
     fn encode(&self, out: &mut BytesMut) {
         match self {
             None => out.put_null(),
@@ -281,6 +293,9 @@ impl Record for Option<String> {
 /// A `buffer`; null (-1) and empty (0) are distinct on the wire and both are kept.
 impl Record for Option<Bytes> {
     const MIN_ENCODED_BYTES: usize = 4;
+    fn encoded_len_hint(&self) -> usize {
+        4 + self.as_ref().map_or(0, Bytes::len)
+    }
     fn encode(&self, out: &mut BytesMut) {
         out.put_buffer(self.as_deref());
     }
@@ -292,6 +307,9 @@ impl Record for Option<Bytes> {
 /// A `buffer` where null and empty mean the same thing; null decodes as empty.
 impl Record for Bytes {
     const MIN_ENCODED_BYTES: usize = 4;
+    fn encoded_len_hint(&self) -> usize {
+        4 + self.len()
+    }
     fn encode(&self, out: &mut BytesMut) {
         out.put_buffer(Some(self));
     }
@@ -303,6 +321,9 @@ impl Record for Bytes {
 /// A `vector` where null and empty mean the same thing; null decodes as empty.
 impl<T: Record> Record for Vec<T> {
     const MIN_ENCODED_BYTES: usize = 4;
+    fn encoded_len_hint(&self) -> usize {
+        4 + self.iter().map(Record::encoded_len_hint).sum::<usize>()
+    }
     fn encode(&self, out: &mut BytesMut) {
         out.put_i32(len_i32(self.len()));
         for item in self {
@@ -317,6 +338,9 @@ impl<T: Record> Record for Vec<T> {
 /// A `vector` that may be null.
 impl<T: Record> Record for Option<Vec<T>> {
     const MIN_ENCODED_BYTES: usize = 4;
+    fn encoded_len_hint(&self) -> usize {
+        self.as_ref().map_or(4, Record::encoded_len_hint)
+    }
     fn encode(&self, out: &mut BytesMut) {
         match self {
             None => out.put_null(),
@@ -349,6 +373,9 @@ macro_rules! jute_record {
         impl $crate::jute::Record for $name {
             const MIN_ENCODED_BYTES: usize =
                 0 $( + <$ty as $crate::jute::Record>::MIN_ENCODED_BYTES )*;
+            fn encoded_len_hint(&self) -> usize {
+                0 $( + $crate::jute::Record::encoded_len_hint(&self.$field) )*
+            }
             fn encode(&self, out: &mut ::bytes::BytesMut) {
                 $( $crate::jute::Record::encode(&self.$field, out); )*
             }

@@ -176,6 +176,29 @@ impl Txn {
         }
     }
 
+    /// Bytes `encode_body` writes.
+    pub fn encoded_body_len(&self) -> usize {
+        match self {
+            Txn::Create(body) | Txn::Create2(body) => body.encoded_len_hint(),
+            Txn::CreateContainer(body) => body.encoded_len_hint(),
+            Txn::CreateTtl(body) => body.encoded_len_hint(),
+            Txn::Delete(body) | Txn::DeleteContainer(body) => body.encoded_len_hint(),
+            Txn::SetData(body) => body.encoded_len_hint(),
+            Txn::SetAcl(body) => body.encoded_len_hint(),
+            Txn::Check(body) => body.encoded_len_hint(),
+            Txn::CreateSession(body) => body.encoded_len_hint(),
+            Txn::CloseSession(body) => body.encoded_len_hint(),
+            Txn::Error(body) => body.encoded_len_hint(),
+            // The count, then each op's type and its body as a buffer.
+            Txn::Multi(ops) => {
+                4 + ops
+                    .iter()
+                    .map(|op| 8 + op.encoded_body_len())
+                    .sum::<usize>()
+            }
+        }
+    }
+
     /// Appends the body (without header) to `out`.
     pub fn encode_body(&self, out: &mut BytesMut) {
         match self {
@@ -268,9 +291,16 @@ impl TxnEntry {
     }
 
     pub fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(self.encoded_len());
         self.encode(&mut out);
         out.freeze()
+    }
+
+    /// Bytes `encode` writes.
+    pub fn encoded_len(&self) -> usize {
+        self.header.encoded_len_hint()
+            + self.txn.encoded_body_len()
+            + self.digest.as_ref().map_or(0, Record::encoded_len_hint)
     }
 
     /// Decodes one whole entry; the digest is present when bytes remain after the body.
@@ -325,7 +355,47 @@ mod tests {
             }),
         };
         let bytes = entry.to_bytes();
+        assert_eq!(bytes.len(), entry.encoded_len());
         assert_eq!(TxnEntry::from_bytes(&bytes), Ok(entry));
+    }
+
+    #[test]
+    fn encoded_len_is_what_encode_writes() {
+        let acl = Acl::open_unsafe();
+        let txns = [
+            Txn::SetData(SetDataTxn {
+                path: "/a/b".into(),
+                data: None,
+                version: 3,
+            }),
+            Txn::SetData(SetDataTxn {
+                path: "/a".into(),
+                data: Some(Bytes::from_static(b"value")),
+                version: 3,
+            }),
+            Txn::CreateTtl(CreateTtlTxn {
+                path: "/t".into(),
+                data: Some(Bytes::new()),
+                acl: acl.clone(),
+                parent_cversion: 2,
+                ttl: 100,
+            }),
+            Txn::SetAcl(SetAclTxn {
+                path: "/s".into(),
+                acl,
+                version: 1,
+            }),
+            Txn::CloseSession(CloseSessionTxn {
+                paths_to_delete: vec!["/e1".into(), "/e/2".into()],
+            }),
+            Txn::Delete(DeleteTxn { path: "/d".into() }),
+            Txn::CreateSession(CreateSessionTxn { time_out: 5 }),
+        ];
+        for txn in txns {
+            let mut body = BytesMut::new();
+            txn.encode_body(&mut body);
+            assert_eq!(body.len(), txn.encoded_body_len(), "{txn:?}");
+        }
     }
 
     #[test]

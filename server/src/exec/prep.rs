@@ -14,7 +14,7 @@ use zinc_protocol::txn::{
     CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn, CreateTtlTxn,
     CreateTxn, DeleteTxn, ErrorTxn, SetAclTxn, SetDataTxn, Txn, TxnEntry, TxnHeader,
 };
-use zinc_protocol::{perms, Acl, ErrorCode, Id, SessionId, Stat};
+use zinc_protocol::{perms, ErrorCode, Id, SessionId, Stat};
 use zinc_storage::tree::{ApplyOutcome, OpResult as TreeResult, Tree};
 
 use crate::acl;
@@ -261,19 +261,12 @@ impl Preparer {
         self.prep_create(&create, Some(r.ttl), session, auth, true)
     }
 
-    fn node_acl(&self, path: &str) -> Result<Vec<Acl>, ErrorCode> {
-        self.tree
-            .acl(path)
-            .map(|(acl, _)| acl)
-            .ok_or(ErrorCode::NoNode)
-    }
-
     fn require(&self, path: &str, perm: i32, auth: &[Id]) -> Result<Stat, ErrorCode> {
-        let node_acl = self.node_acl(path)?;
-        if !acl::allows(&node_acl, perm, auth) {
+        let node = self.tree.node(path).ok_or(ErrorCode::NoNode)?;
+        if !acl::allows(node.acl(), perm, auth) {
             return Err(ErrorCode::NoAuth);
         }
-        self.tree.stat(path).ok_or(ErrorCode::NoNode)
+        Ok(node.stat())
     }
 
     fn prep_create(

@@ -201,6 +201,11 @@ impl Tree {
 
     // ----- reads -----
 
+    /// The node at `path`, to read several of its parts with one lookup.
+    pub fn node(&self, path: &str) -> Option<NodeRef<'_>> {
+        self.find(path).map(NodeRef)
+    }
+
     /// `getData`: the data (`None` for null data) and the Stat.
     pub fn get_data(&self, path: &str) -> Option<(Option<Bytes>, Stat)> {
         self.find(path).map(|node| (node.data_bytes(), node.stat()))
@@ -328,12 +333,17 @@ impl Tree {
     }
 }
 
-/// One node as the snapshot writer sees it (see `Tree::for_each_node`).
+/// One node as a reader sees it (see `Tree::node` and `Tree::for_each_node`).
 pub struct NodeRef<'a>(&'a Node);
 
 impl NodeRef<'_> {
     pub fn persisted_stat(&self) -> StatPersisted {
         self.0.persisted_stat()
+    }
+
+    /// The Stat as clients see it.
+    pub fn stat(&self) -> Stat {
+        self.0.stat()
     }
 
     /// The data, `None` for null data.

@@ -83,7 +83,7 @@ impl Tree {
             let mut node = built.pop().ok_or("a node was not built")?;
             let children = &mut placed[starts[index]..starts[index + 1]];
             if !children.is_empty() {
-                let leaves = children.iter_mut().filter_map(Option::take).collect();
+                let leaves = children.iter_mut().filter_map(Option::take);
                 *node.children_mut() = Trie::from_leaves(leaves).map_err(|child| {
                     let name = String::from_utf8_lossy(child.name());
                     format!("node {}/{name} is listed twice", node_at(index).path)

@@ -672,24 +672,20 @@ impl<L: Leaf> Trie<L> {
     /// A trie holding `leaves`, built in one pass with every branch allocated once at its
     /// final size (inserting one by one reallocates a branch per insert). The same set of
     /// leaves gives the same trie either way. A key given twice comes back as `Err`.
-    pub(crate) fn from_leaves(leaves: Vec<L>) -> Result<Trie<L>, L> {
-        let hashed = leaves
-            .into_iter()
-            .map(|leaf| (hash_key(leaf.key()), leaf))
-            .collect();
-        Trie::from_hashed(hashed)
+    pub(crate) fn from_leaves(leaves: impl IntoIterator<Item = L>) -> Result<Trie<L>, L> {
+        Trie::from_hashed(leaves.into_iter().map(|leaf| (hash_key(leaf.key()), leaf)))
     }
 
-    fn from_hashed(hashed: Vec<(u64, L)>) -> Result<Trie<L>, L> {
-        if hashed.is_empty() {
-            return Ok(Trie::default());
-        }
+    fn from_hashed(hashed: impl IntoIterator<Item = (u64, L)>) -> Result<Trie<L>, L> {
         // Ordered by the chunks in the order the levels use them, every branch's leaves are
         // one run, and within it every slot's. The sort key is computed once per leaf.
         let mut keyed: Vec<(u128, u64, L)> = hashed
             .into_iter()
             .map(|(hash, leaf)| (level_order(hash), hash, leaf))
             .collect();
+        if keyed.is_empty() {
+            return Ok(Trie::default());
+        }
         keyed.sort_unstable_by_key(|(key, _, _)| *key);
         let hashes: Vec<u64> = keyed.iter().map(|(_, hash, _)| *hash).collect();
         let mut leaves = keyed.into_iter().map(|(_, _, leaf)| leaf);
@@ -1026,8 +1022,8 @@ mod tests {
             for key in &keys {
                 inserted.insert(Entry(*key, 1));
             }
-            let built = Trie::from_leaves(keys.iter().map(|k| Entry(*k, 1)).collect())
-                .expect("distinct keys");
+            let built =
+                Trie::from_leaves(keys.iter().map(|k| Entry(*k, 1))).expect("distinct keys");
             assert_eq!(built.len(), inserted.len());
             assert_eq!(order(&built), order(&inserted), "{count} keys");
             for key in &keys {
