@@ -23,8 +23,11 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
+use rkyv::with::{AsOwned, Map};
 use zinc_protocol::{Acl, Id, StatPersisted, Zxid};
 
 use crate::tree::{RestoredNode, Tree};
@@ -88,12 +91,41 @@ struct NodeRecord {
     parent: u32,
 }
 
+/// What the writer serializes for a `NodeRecord`: the same archived bytes, with the path
+/// borrowed from one buffer of all paths and the data borrowed from the tree (no copy of
+/// either before rkyv writes them into the archive).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[rkyv(
+    as = ArchivedNodeRecord,
+    serialize_bounds(__S: rkyv::ser::Writer + rkyv::ser::Allocator, __S::Error: rkyv::rancor::Source)
+)]
+struct NodeRecordRef<'a> {
+    #[rkyv(with = AsOwned, omit_bounds)]
+    path: Cow<'a, str>,
+    czxid: i64,
+    mzxid: i64,
+    ctime: i64,
+    mtime: i64,
+    version: i32,
+    cversion: i32,
+    aversion: i32,
+    ephemeral_owner: i64,
+    pzxid: i64,
+    #[rkyv(with = Map<AsOwned>, omit_bounds)]
+    data: Option<Cow<'a, [u8]>>,
+    acl: u32,
+    parent: u32,
+}
+
 #[derive(rkyv::Archive, rkyv::Serialize, Debug)]
 struct SessionRecord {
     id: i64,
     timeout_ms: i32,
 }
 
+/// The file's layout. Only its archived form is used: decode reads `ArchivedSnapshotRecord`,
+/// and `SnapshotRecordRef` writes one.
+#[allow(dead_code)]
 #[derive(rkyv::Archive, rkyv::Serialize, Debug)]
 struct SnapshotRecord {
     zxid: i64,
@@ -101,6 +133,22 @@ struct SnapshotRecord {
     digest: i64,
     acls: Vec<Vec<AclRecord>>,
     nodes: Vec<NodeRecord>,
+    sessions: Vec<SessionRecord>,
+}
+
+/// What the writer serializes for a `SnapshotRecord` (same archived bytes).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[rkyv(
+    as = ArchivedSnapshotRecord,
+    serialize_bounds(__S: rkyv::ser::Writer + rkyv::ser::Allocator, __S::Error: rkyv::rancor::Source)
+)]
+struct SnapshotRecordRef<'a> {
+    zxid: i64,
+    node_count: u64,
+    digest: i64,
+    acls: Vec<Vec<AclRecord>>,
+    #[rkyv(omit_bounds)]
+    nodes: Vec<NodeRecordRef<'a>>,
     sessions: Vec<SessionRecord>,
 }
 
@@ -124,7 +172,28 @@ pub fn parse_snapshot_name(name: &str) -> Option<Zxid> {
 
 /// Encodes `tree` as a snapshot file's bytes (archive + trailer). Pure CPU work.
 pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
-    let record = snapshot_record(tree);
+    let (paths, mut listed) = list_nodes(tree);
+    let mut nodes = Vec::with_capacity(listed.nodes.len());
+    let mut path_start = 0;
+    for (node, path_end) in listed.nodes.drain(..).zip(listed.path_ends) {
+        nodes.push(NodeRecordRef {
+            path: Cow::Borrowed(&paths[path_start..path_end]),
+            ..node
+        });
+        path_start = path_end;
+    }
+    let record = SnapshotRecordRef {
+        zxid: tree.last_zxid().0,
+        node_count: tree.node_count(),
+        digest: tree.digest(),
+        acls: listed.acls,
+        nodes,
+        sessions: tree
+            .sessions()
+            .into_iter()
+            .map(|(id, timeout_ms)| SessionRecord { id, timeout_ms })
+            .collect(),
+    };
     // The archive is serialized into a buffer of about its final size and the trailer is
     // appended to it: growing the buffer by doubling, or copying the archive into another one,
     // would copy and fault in the whole snapshot (hundreds of MB for a large tree) again.
@@ -132,7 +201,7 @@ pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
         .nodes
         .iter()
         .map(|node| {
-            let data = node.data.as_ref().map_or(0, Vec::len);
+            let data = node.data.as_ref().map_or(0, |data| data.len());
             std::mem::size_of::<ArchivedNodeRecord>() + node.path.len() + data
         })
         .sum::<usize>()
@@ -152,22 +221,38 @@ pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
     Ok(bytes)
 }
 
-fn snapshot_record(tree: &Tree) -> SnapshotRecord {
+/// The tree's nodes as the snapshot lists them, each with an empty path and the end of its
+/// path in the returned buffer of all paths (each starts where the previous one ends).
+struct Listed<'t> {
+    nodes: Vec<NodeRecordRef<'t>>,
+    path_ends: Vec<usize>,
+    acls: Vec<Vec<AclRecord>>,
+}
+
+fn list_nodes(tree: &Tree) -> (String, Listed<'_>) {
     let mut acl_ids: Vec<usize> = Vec::new();
-    let mut acls = Vec::new();
-    let mut nodes = Vec::with_capacity(tree.node_count() as usize);
+    let mut listed = Listed {
+        nodes: Vec::with_capacity(tree.node_count() as usize),
+        path_ends: Vec::with_capacity(tree.node_count() as usize),
+        acls: Vec::new(),
+    };
+    let mut paths = String::new();
     tree.for_each_node_with_parent(|path, parent, node| {
         let acl = match acl_ids.iter().position(|id| *id == node.acl_id()) {
             Some(i) => i,
             None => {
                 acl_ids.push(node.acl_id());
-                acls.push(node.acl().iter().map(acl_record).collect());
+                listed
+                    .acls
+                    .push(node.acl().iter().map(acl_record).collect());
                 acl_ids.len() - 1
             }
         };
         let stat = node.persisted_stat();
-        nodes.push(NodeRecord {
-            path: path.to_string(),
+        paths.push_str(path);
+        listed.path_ends.push(paths.len());
+        listed.nodes.push(NodeRecordRef {
+            path: Cow::Borrowed(""),
             czxid: stat.czxid,
             mzxid: stat.mzxid,
             ctime: stat.ctime,
@@ -177,24 +262,12 @@ fn snapshot_record(tree: &Tree) -> SnapshotRecord {
             aversion: stat.aversion,
             ephemeral_owner: stat.ephemeral_owner,
             pzxid: stat.pzxid,
-            data: node.data().map(<[u8]>::to_vec),
+            data: node.data().map(Cow::Borrowed),
             acl: acl as u32,
             parent,
         });
     });
-    let sessions = tree
-        .sessions()
-        .into_iter()
-        .map(|(id, timeout_ms)| SessionRecord { id, timeout_ms })
-        .collect();
-    SnapshotRecord {
-        zxid: tree.last_zxid().0,
-        node_count: tree.node_count(),
-        digest: tree.digest(),
-        acls,
-        nodes,
-        sessions,
-    }
+    (paths, listed)
 }
 
 fn acl_record(acl: &Acl) -> AclRecord {

@@ -336,7 +336,7 @@ impl Tree {
 /// One node as a reader sees it (see `Tree::node` and `Tree::for_each_node`).
 pub struct NodeRef<'a>(&'a Node);
 
-impl NodeRef<'_> {
+impl<'a> NodeRef<'a> {
     pub fn persisted_stat(&self) -> StatPersisted {
         self.0.persisted_stat()
     }
@@ -346,12 +346,12 @@ impl NodeRef<'_> {
         self.0.stat()
     }
 
-    /// The data, `None` for null data.
-    pub fn data(&self) -> Option<&[u8]> {
+    /// The data, `None` for null data; borrowed from the tree, not from this handle.
+    pub fn data(&self) -> Option<&'a [u8]> {
         self.0.data()
     }
 
-    pub fn acl(&self) -> &[Acl] {
+    pub fn acl(&self) -> &'a [Acl] {
         self.0.acl().as_slice()
     }
 
@@ -363,24 +363,30 @@ impl NodeRef<'_> {
 
 impl Tree {
     /// Visits every node, parents before children (the root first), with its full path.
-    pub fn for_each_node(&self, mut visit: impl FnMut(&str, NodeRef<'_>)) {
+    pub fn for_each_node<'t>(&'t self, mut visit: impl FnMut(&str, NodeRef<'t>)) {
         self.for_each_node_with_parent(|path, _, node| visit(path, node));
     }
 
     /// As `for_each_node`, also giving each node's parent's position in the visiting order
-    /// (the root comes first, at 0, and is given as its own parent).
-    pub fn for_each_node_with_parent(&self, mut visit: impl FnMut(&str, u32, NodeRef<'_>)) {
+    /// (the root comes first, at 0, and is given as its own parent). The nodes are borrowed
+    /// from the tree, so a visitor may keep their data for as long as it borrows the tree.
+    pub fn for_each_node_with_parent<'t>(&'t self, mut visit: impl FnMut(&str, u32, NodeRef<'t>)) {
         visit("/", 0, NodeRef(&self.root));
         let mut visited = 1u32;
-        let mut stack = vec![(String::new(), 0u32, self.root.clone())];
+        let mut stack: Vec<(String, u32, &'t Node)> = vec![(String::new(), 0u32, &self.root)];
+        // One buffer for every child's path; only a node with children keeps a copy of it.
+        let mut child_path = String::new();
         while let Some((path, index, node)) = stack.pop() {
             node.children().for_each(|child| {
-                let child_path = format!("{path}/{}", String::from_utf8_lossy(child.name()));
+                child_path.clear();
+                child_path.push_str(&path);
+                child_path.push('/');
+                child_path.push_str(&String::from_utf8_lossy(child.name()));
                 let child_index = visited;
                 visited += 1;
                 visit(&child_path, index, NodeRef(child));
                 if !child.children().is_empty() {
-                    stack.push((child_path, child_index, child.clone()));
+                    stack.push((child_path.clone(), child_index, child));
                 }
             });
         }

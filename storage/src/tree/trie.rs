@@ -654,7 +654,7 @@ impl<L: Leaf> Trie<L> {
 
     /// Calls `visit` on every leaf, in trie order (by chunk, level by level; stable for a
     /// given set of keys).
-    pub(crate) fn for_each(&self, mut visit: impl FnMut(&L)) {
+    pub(crate) fn for_each<'a>(&'a self, mut visit: impl FnMut(&'a L)) {
         if let Some(root) = &self.root {
             for_each_in(root, &mut visit);
         }
@@ -772,7 +772,7 @@ fn drain_branch<L: Clone>(branch: Branch<L>, out: &mut Vec<L>) {
     }
 }
 
-fn for_each_in<L>(branch: &Branch<L>, visit: &mut impl FnMut(&L)) {
+fn for_each_in<'a, L>(branch: &'a Branch<L>, visit: &mut impl FnMut(&'a L)) {
     let maps = branch.maps();
     if maps.is_bucket() {
         branch.leaves().iter().for_each(visit);
