@@ -21,10 +21,21 @@ pub struct RestoredNode<'a> {
     pub acl: usize,
 }
 
-/// Below this many nodes a restore runs on the calling thread only.
+/// Below this many nodes (in the list, or at one depth for the tries) a restore runs on the
+/// calling thread only.
 const PARALLEL_MIN: usize = 1 << 16;
-/// Threads that build nodes at most.
+/// Threads a restore uses at most.
 const THREADS_MAX: usize = 4;
+
+/// What one thread makes of a range of the list.
+struct Part {
+    nodes: Vec<Node>,
+    parents: Vec<u32>,
+    digest: u64,
+    last_zxid: i64,
+    /// Positions of the nodes with an ephemeral owner (ephemeral, container or TTL).
+    kinds: Vec<usize>,
+}
 
 impl Tree {
     /// Builds a tree from `count` nodes, `node_at(i)` being the i-th (the root first, every
@@ -33,10 +44,11 @@ impl Tree {
     /// come first or does not hold the path's parent, a path twice, a missing ACL list) is an
     /// error, never a panic.
     ///
-    /// Three passes: the list is checked and each parent's children counted; the nodes are
-    /// allocated (with their digests) on up to `THREADS_MAX` threads; then, from the last
-    /// node back, each node gets its children's trie and is placed among its parent's
-    /// children, in one array with a region per parent.
+    /// Two passes, each on up to `THREADS_MAX` threads for a large list: every node is checked
+    /// and allocated (with its digest), without children; then, from the deepest level up,
+    /// each parent gets the trie of its children, which lie in one array with a region per
+    /// parent (the parents of one level are independent, so their tries are built in
+    /// parallel).
     pub fn restore_all<'a>(
         acls: &[Vec<Acl>],
         count: usize,
@@ -47,101 +59,108 @@ impl Tree {
         }
         let mut tree = Tree::new();
         let acl_refs: Vec<_> = acls.iter().map(|list| tree.acls.intern(list)).collect();
+        let parts = in_parts(count, |range| build_part(range, &acl_refs, &node_at));
+        let mut built: Vec<Option<Node>> = Vec::with_capacity(count);
+        let mut parents: Vec<u32> = Vec::with_capacity(count);
+        tree.digest = 0;
         let mut last_zxid = 0;
-        // Each node's parent, and where each parent's children start in `placed` (the
-        // children of node i end where those of node i + 1 start).
-        let mut parents = vec![0u32; count];
+        for part in parts {
+            let part = part?;
+            built.extend(part.nodes.into_iter().map(Some));
+            parents.extend(part.parents);
+            tree.digest = tree.digest.wrapping_add(part.digest);
+            last_zxid = last_zxid.max(part.last_zxid);
+            for index in part.kinds {
+                let node = node_at(index);
+                tree.index_kind(node.path, node.stat.ephemeral_owner);
+            }
+        }
+
+        // Each parent's children occupy `placed[starts[p]..starts[p + 1]]`; `slot[i]` is
+        // where node i goes. Depth orders the levels: `by_depth` lists the nodes level by
+        // level, each level from `level_starts[d]`, in list order.
         let mut starts = vec![0usize; count + 1];
-        for (index, parent_slot) in parents.iter_mut().enumerate() {
-            let node = node_at(index);
-            if node.acl >= acl_refs.len() {
-                return Err(format!("node {} names a missing ACL list", node.path));
-            }
-            tree.index_kind(node.path, node.stat.ephemeral_owner);
-            last_zxid = last_zxid.max(node.stat.czxid).max(node.stat.mzxid);
-            if index == 0 {
-                continue;
-            }
-            let parent = node.parent as usize;
-            let parent_path = split_parent(node.path).map(|(parent_path, _)| parent_path);
-            if parent >= index || parent_path != Some(node_at(parent).path) {
-                return Err(format!("node {} does not follow its parent", node.path));
-            }
-            *parent_slot = node.parent;
+        let mut depth = vec![0u32; count];
+        for index in 1..count {
+            let parent = parents[index] as usize;
             starts[parent + 1] += 1;
+            depth[index] = depth[parent] + 1;
         }
         for index in 0..count {
             starts[index + 1] += starts[index];
         }
-
-        let (mut built, digest) = build_nodes(&acl_refs, count, &node_at);
-        tree.digest = digest;
+        let mut filled = starts.clone();
+        let mut slot = vec![0usize; count];
+        for index in 1..count {
+            let parent = parents[index] as usize;
+            slot[index] = filled[parent];
+            filled[parent] += 1;
+        }
+        let levels = depth
+            .iter()
+            .max()
+            .map_or(0, |deepest| *deepest as usize + 1);
+        let mut level_starts = vec![0usize; levels + 1];
+        for level in &depth {
+            level_starts[*level as usize + 1] += 1;
+        }
+        for level in 0..levels {
+            level_starts[level + 1] += level_starts[level];
+        }
+        let mut by_depth = vec![0u32; count];
+        let mut next = level_starts.clone();
+        for (index, level) in depth.iter().enumerate() {
+            by_depth[next[*level as usize]] = index as u32;
+            next[*level as usize] += 1;
+        }
 
         let mut placed: Vec<Option<Node>> = (0..starts[count]).map(|_| None).collect();
-        let mut filled = starts.clone();
-        for index in (0..count).rev() {
-            let mut node = built.pop().ok_or("a node was not built")?;
-            let children = &mut placed[starts[index]..starts[index + 1]];
-            if !children.is_empty() {
-                let leaves = children.iter_mut().filter_map(Option::take);
-                *node.children_mut() = Trie::from_leaves(leaves).map_err(|child| {
-                    let name = String::from_utf8_lossy(child.name());
-                    format!("node {}/{name} is listed twice", node_at(index).path)
-                })?;
+        for level in (1..levels).rev() {
+            for index in &by_depth[level_starts[level]..level_starts[level + 1]] {
+                let index = *index as usize;
+                placed[slot[index]] = built[index].take();
             }
-            if index == 0 {
-                tree.root = node;
-            } else {
-                let parent = parents[index] as usize;
-                placed[filled[parent]] = Some(node);
-                filled[parent] += 1;
+            let level_parents = &by_depth[level_starts[level - 1]..level_starts[level]];
+            let children = level_starts[level + 1] - level_starts[level];
+            for (parent, trie) in level_tries(level_parents, &starts, &mut placed, children) {
+                let parent = parent as usize;
+                let trie = trie.map_err(|child| {
+                    let name = String::from_utf8_lossy(child.name());
+                    format!("node {}/{name} is listed twice", node_at(parent).path)
+                })?;
+                let node = built[parent].as_mut().ok_or("a parent was placed early")?;
+                *node.children_mut() = trie;
             }
         }
+        tree.root = built[0].take().ok_or("the root was not built")?;
         tree.node_count = count as u64;
         tree.restore_last_zxid(Zxid(last_zxid));
         Ok(tree)
     }
 }
 
-/// Every node of the list, without children, in list order, and the sum of their digests;
-/// on several threads for a large list. ACL indexes are checked by the caller.
-fn build_nodes<'a>(
-    acl_refs: &[AclRef],
-    count: usize,
-    node_at: &(impl Fn(usize) -> RestoredNode<'a> + Sync),
-) -> (Vec<Node>, u64) {
-    let build = |range: std::ops::Range<usize>| {
-        let mut digest = 0u64;
-        let nodes: Vec<Node> = range
-            .map(|index| {
-                let node = node_at(index);
-                let built = Node::restored(
-                    node.path,
-                    &node.stat,
-                    node.data,
-                    acl_refs[node.acl].clone(),
-                    Trie::default(),
-                );
-                digest = digest.wrapping_add(u64::from(built.digest()));
-                built
-            })
-            .collect();
-        (nodes, digest)
-    };
-    let threads = if count < PARALLEL_MIN {
+/// Threads for `items` of work.
+fn threads_for(items: usize) -> usize {
+    if items < PARALLEL_MIN {
         1
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(THREADS_MAX))
-    };
+    }
+}
+
+/// `work` over `0..count` split into contiguous ranges, one per thread, results in order.
+fn in_parts<T: Send>(count: usize, work: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
+    let threads = threads_for(count);
     if threads == 1 {
-        return build(0..count);
+        return vec![work(0..count)];
     }
     let per_thread = count.div_ceil(threads);
-    let parts: Vec<(Vec<Node>, u64)> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
+        let work = &work;
         let handles: Vec<_> = (0..threads)
             .map(|part| {
                 let range = part * per_thread..count.min((part + 1) * per_thread);
-                scope.spawn(move || build(range))
+                scope.spawn(move || work(range))
             })
             .collect();
         handles
@@ -152,14 +171,104 @@ fn build_nodes<'a>(
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
-    });
-    let mut nodes = Vec::with_capacity(count);
-    let mut digest = 0u64;
-    for (part, part_digest) in parts {
-        nodes.extend(part);
-        digest = digest.wrapping_add(part_digest);
+    })
+}
+
+/// Checks and builds the nodes in `range` (children come later).
+fn build_part<'a>(
+    range: std::ops::Range<usize>,
+    acl_refs: &[AclRef],
+    node_at: &impl Fn(usize) -> RestoredNode<'a>,
+) -> Result<Part, String> {
+    let mut part = Part {
+        nodes: Vec::with_capacity(range.len()),
+        parents: Vec::with_capacity(range.len()),
+        digest: 0,
+        last_zxid: 0,
+        kinds: Vec::new(),
+    };
+    for index in range {
+        let node = node_at(index);
+        let acl = acl_refs
+            .get(node.acl)
+            .ok_or_else(|| format!("node {} names a missing ACL list", node.path))?;
+        if index > 0 {
+            let parent = node.parent as usize;
+            let parent_path = split_parent(node.path).map(|(parent_path, _)| parent_path);
+            if parent >= index || parent_path != Some(node_at(parent).path) {
+                return Err(format!("node {} does not follow its parent", node.path));
+            }
+        }
+        if node.stat.ephemeral_owner != 0 {
+            part.kinds.push(index);
+        }
+        part.last_zxid = part.last_zxid.max(node.stat.czxid).max(node.stat.mzxid);
+        let built = Node::restored(
+            node.path,
+            &node.stat,
+            node.data,
+            acl.clone(),
+            Trie::default(),
+        );
+        part.digest = part.digest.wrapping_add(u64::from(built.digest()));
+        part.nodes.push(built);
+        part.parents.push(node.parent);
     }
-    (nodes, digest)
+    Ok(part)
+}
+
+/// The children's trie of each of `parents` (one level, in list order), taking the children
+/// out of their regions of `placed`; on several threads when the level has many children.
+fn level_tries(
+    parents: &[u32],
+    starts: &[usize],
+    placed: &mut [Option<Node>],
+    children: usize,
+) -> Vec<(u32, Result<Trie<Node>, Node>)> {
+    let build = |parents: &[u32], placed: &mut [Option<Node>], offset: usize| {
+        parents
+            .iter()
+            .filter(|parent| starts[**parent as usize] < starts[**parent as usize + 1])
+            .map(|parent| {
+                let p = *parent as usize;
+                let region = &mut placed[starts[p] - offset..starts[p + 1] - offset];
+                (
+                    *parent,
+                    Trie::from_leaves(region.iter_mut().filter_map(Option::take)),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let threads = threads_for(children).min(parents.len().max(1));
+    if threads == 1 {
+        return build(parents, placed, 0);
+    }
+    // Parents in list order have their regions in the same order: split both at the same
+    // parents, so each thread owns its parents' regions.
+    let per_thread = parents.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut rest = placed;
+        let mut offset = 0;
+        let mut handles = Vec::new();
+        for group in parents.chunks(per_thread) {
+            let first = group[0] as usize;
+            let last = group[group.len() - 1] as usize;
+            let (_, from_first) = std::mem::take(&mut rest).split_at_mut(starts[first] - offset);
+            let (mine, after) = from_first.split_at_mut(starts[last + 1] - starts[first]);
+            rest = after;
+            let group_offset = starts[first];
+            offset = starts[last + 1];
+            handles.push(scope.spawn(move || build(group, mine, group_offset)));
+        }
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]
