@@ -18,12 +18,13 @@ use zinc_protocol::Acl;
 use zinc_storage::tree::Tree;
 
 /// Counts the bytes the process holds from the allocator, so the benchmark can tell the tree's
-/// live memory from what the allocator keeps around it.
+/// live memory from what the allocator keeps around it. The allocator is mimalloc, the one the
+/// `zinc` server runs with.
 struct Counting;
 
 static LIVE_BYTES: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
 
-// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+// SAFETY: forwards every call to mimalloc unchanged; only counts sizes.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
@@ -53,14 +54,14 @@ fn node_path(i: usize) -> String {
     format!("/bench/d{:04}/n{i:06}", i / PER_DIRECTORY)
 }
 
-/// Resident set size of this process, from /proc/self/statm.
-/// Returns the free memory the C allocator holds to the system (the txns built for the load
+/// Returns the free memory the allocator holds to the system (the txns built for the load
 /// are freed by then and are not part of the tree).
 fn trim_allocator() {
     // SAFETY: mi_collect only returns free memory of the allocator this binary uses.
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
+/// Resident set size of this process, from /proc/self/statm.
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -227,7 +228,7 @@ fn main() {
     println!("live heap: {live_per_znode:.0} bytes/znode (allocations requested)");
     println!(
         "resident memory: {:.1} MiB for {znodes} znodes = {per_znode:.0} bytes/znode (RSS delta \
-         after malloc_trim; {untrimmed_per_znode:.0} before it, with the allocator's free memory)",
+         after mi_collect; {untrimmed_per_znode:.0} before it, with the allocator's free memory)",
         (rss_loaded - rss_empty) as f64 / (1 << 20) as f64
     );
 
