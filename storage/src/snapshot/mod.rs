@@ -289,10 +289,33 @@ pub fn verify(bytes: &[u8]) -> Result<(Zxid, u64), String> {
 }
 
 fn access(bytes: &[u8]) -> Result<&ArchivedSnapshotRecord, String> {
-    let archive = check_trailer(bytes)?;
-    rkyv::access::<ArchivedSnapshotRecord, rancor::Error>(archive)
-        .map_err(|e| format!("archive fails validation: {e}"))
+    let (archive, crc) = check_trailer(bytes)?;
+    let validate = || {
+        rkyv::access::<ArchivedSnapshotRecord, rancor::Error>(archive)
+            .map_err(|e| format!("archive fails validation: {e}"))
+    };
+    // The checksum and the validation each read the whole archive: for a large one they run
+    // side by side. A checksum mismatch is reported before what validation found.
+    let (sum, validated) = if archive.len() >= PARALLEL_CHECK_MIN {
+        std::thread::scope(|scope| {
+            let sum = scope.spawn(|| crc32c::crc32c(archive));
+            let validated = validate();
+            let sum = sum
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (sum, validated)
+        })
+    } else {
+        (crc32c::crc32c(archive), validate())
+    };
+    if sum != crc {
+        return Err("checksum mismatch".to_string());
+    }
+    validated
 }
+
+/// Archives from this size on are checksummed on a thread of their own while rkyv validates.
+const PARALLEL_CHECK_MIN: usize = 4 << 20;
 
 /// Decodes and checks a snapshot file's bytes into a tree. Bytes that are not aligned for the
 /// archive (a snapshot received over the network) are copied into an aligned buffer first.
@@ -337,8 +360,8 @@ pub fn decode(bytes: &[u8]) -> Result<Tree, String> {
     Ok(tree)
 }
 
-/// Checks the trailer and the CRC; returns the archive bytes.
-fn check_trailer(bytes: &[u8]) -> Result<&[u8], String> {
+/// Checks the trailer; returns the archive bytes and the CRC the trailer records for them.
+fn check_trailer(bytes: &[u8]) -> Result<(&[u8], u32), String> {
     let Some(archive_len) = bytes.len().checked_sub(TRAILER_BYTES) else {
         return Err("shorter than the trailer".to_string());
     };
@@ -353,10 +376,7 @@ fn check_trailer(bytes: &[u8]) -> Result<&[u8], String> {
     }
     let mut crc = [0; 4];
     crc.copy_from_slice(&trailer[16..20]);
-    if crc32c::crc32c(archive) != u32::from_le_bytes(crc) {
-        return Err("checksum mismatch".to_string());
-    }
-    Ok(archive)
+    Ok((archive, u32::from_le_bytes(crc)))
 }
 
 fn acl_from_archive(acl: &ArchivedAclRecord) -> Acl {
