@@ -76,9 +76,53 @@ impl Tree {
             }
         }
 
-        // Each parent's children occupy `placed[starts[p]..starts[p + 1]]`; `slot[i]` is
-        // where node i goes. Depth orders the levels: `by_depth` lists the nodes level by
-        // level, each level from `level_starts[d]`, in list order.
+        let Layout {
+            starts,
+            slot,
+            level_starts,
+            by_depth,
+        } = Layout::of(&parents);
+        let mut placed: Vec<Option<Node>> = (0..starts[count]).map(|_| None).collect();
+        for level in (1..level_starts.len() - 1).rev() {
+            for index in &by_depth[level_starts[level]..level_starts[level + 1]] {
+                let index = *index as usize;
+                placed[slot[index]] = built[index].take();
+            }
+            let level_parents = &by_depth[level_starts[level - 1]..level_starts[level]];
+            let children = level_starts[level + 1] - level_starts[level];
+            for (parent, trie) in level_tries(level_parents, &starts, &mut placed, children) {
+                let parent = parent as usize;
+                let trie = trie.map_err(|child| {
+                    let name = String::from_utf8_lossy(child.name());
+                    format!("node {}/{name} is listed twice", node_at(parent).path)
+                })?;
+                let node = built[parent].as_mut().ok_or("a parent was placed early")?;
+                *node.children_mut() = trie;
+            }
+        }
+        tree.root = built[0].take().ok_or("the root was not built")?;
+        tree.node_count = count as u64;
+        tree.restore_last_zxid(Zxid(last_zxid));
+        Ok(tree)
+    }
+}
+
+/// Where each node goes while the tries are built, from each node's parent (the root's is 0).
+struct Layout {
+    /// Each parent's children occupy `placed[starts[p]..starts[p + 1]]`.
+    starts: Vec<usize>,
+    /// Where node i goes among its parent's children.
+    slot: Vec<usize>,
+    /// `by_depth[level_starts[d]..level_starts[d + 1]]` are the nodes at depth d.
+    level_starts: Vec<usize>,
+    /// The nodes level by level, each level in list order.
+    by_depth: Vec<u32>,
+}
+
+impl Layout {
+    /// Parents must come before their children (checked by the caller).
+    fn of(parents: &[u32]) -> Layout {
+        let count = parents.len();
         let mut starts = vec![0usize; count + 1];
         let mut depth = vec![0u32; count];
         for index in 1..count {
@@ -113,29 +157,12 @@ impl Tree {
             by_depth[next[*level as usize]] = index as u32;
             next[*level as usize] += 1;
         }
-
-        let mut placed: Vec<Option<Node>> = (0..starts[count]).map(|_| None).collect();
-        for level in (1..levels).rev() {
-            for index in &by_depth[level_starts[level]..level_starts[level + 1]] {
-                let index = *index as usize;
-                placed[slot[index]] = built[index].take();
-            }
-            let level_parents = &by_depth[level_starts[level - 1]..level_starts[level]];
-            let children = level_starts[level + 1] - level_starts[level];
-            for (parent, trie) in level_tries(level_parents, &starts, &mut placed, children) {
-                let parent = parent as usize;
-                let trie = trie.map_err(|child| {
-                    let name = String::from_utf8_lossy(child.name());
-                    format!("node {}/{name} is listed twice", node_at(parent).path)
-                })?;
-                let node = built[parent].as_mut().ok_or("a parent was placed early")?;
-                *node.children_mut() = trie;
-            }
+        Layout {
+            starts,
+            slot,
+            level_starts,
+            by_depth,
         }
-        tree.root = built[0].take().ok_or("the root was not built")?;
-        tree.node_count = count as u64;
-        tree.restore_last_zxid(Zxid(last_zxid));
-        Ok(tree)
     }
 }
 

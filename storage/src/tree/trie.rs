@@ -1035,6 +1035,25 @@ mod tests {
     }
 
     #[test]
+    fn sequential_names_spread_evenly_over_the_first_level() {
+        // Names that differ only in their last digits (as sequential and generated names do)
+        // must reach every chunk of the first level about equally: the finalizer's job.
+        let mut per_chunk = [0usize; 32];
+        for i in 0..32_000 {
+            let name = format!("n{i:07}");
+            per_chunk[chunk(hash_key(name.as_bytes()), 0) as usize] += 1;
+        }
+        for (at, count) in per_chunk.iter().enumerate() {
+            assert!(
+                (800..=1200).contains(count),
+                "chunk {at}: {count} of 32,000"
+            );
+        }
+        let ids: std::collections::HashSet<u64> = (0..10_000i64).map(|id| hash_key(&id)).collect();
+        assert_eq!(ids.len(), 10_000, "distinct ids hash apart");
+    }
+
+    #[test]
     fn one_pass_build_puts_full_collisions_in_a_bucket() {
         let hashed = vec![(0, Entry(1, 1)), (0, Entry(2, 2)), (1, Entry(3, 3))];
         let trie = Trie::from_hashed(hashed).expect("distinct keys");
