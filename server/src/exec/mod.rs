@@ -159,8 +159,8 @@ fn exists(
 }
 
 fn readable(root: &Tree, context: &SessionContext, path: &str) -> Result<(), ErrorCode> {
-    let (node_acl, _) = root.acl(path).ok_or(ErrorCode::NoNode)?;
-    if !acl::allows(&node_acl, perms::READ, context.auth) {
+    let node = root.node(path).ok_or(ErrorCode::NoNode)?;
+    if !acl::allows(node.acl(), perms::READ, context.auth) {
         return Err(ErrorCode::NoAuth);
     }
     Ok(())

@@ -19,11 +19,10 @@
 
 mod trigger;
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use std::borrow::Cow;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
