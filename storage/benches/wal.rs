@@ -2,7 +2,7 @@
 //! glommio's DmaFile and with the io-uring crate directly (linked write + fdatasync).
 //!
 //! `cargo bench -p zinc-storage --bench wal -- [--dir DIR] [--seconds S] [--mode MODE]`
-//!    `[--trials N] [--mode MODE]`
+//!    `[--trials N] [--batch-kib 4,16,...] [--payloads 100,1024]`
 //! MODE: `wal` (saturating: every batch is batch_bytes_max), `clients` (closed loop: N tasks
 //! append one record and wait for it), `dma-raw`, `uring-raw`, `fio` (runs fio if installed),
 //! or `all` (default). Trials interleave all configurations; the table gives medians.
@@ -34,6 +34,19 @@ struct Args {
     seconds: f64,
     trials: usize,
     mode: String,
+    batches_bytes: Vec<usize>,
+    payloads_bytes: Vec<usize>,
+}
+
+fn parse_list(flag: &str, value: &str, unit: usize) -> Vec<usize> {
+    value
+        .split(',')
+        .map(|v| {
+            v.parse::<usize>()
+                .unwrap_or_else(|_| panic!("{flag} takes numbers"))
+                * unit
+        })
+        .collect()
 }
 
 fn parse_args() -> Args {
@@ -42,6 +55,8 @@ fn parse_args() -> Args {
         seconds: 1.0,
         trials: 5,
         mode: "all".to_string(),
+        batches_bytes: BATCH_SIZES_BYTES.to_vec(),
+        payloads_bytes: PAYLOAD_SIZES_BYTES.to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,6 +66,8 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = value().parse().expect("--seconds takes a number"),
             "--trials" => args.trials = value().parse().expect("--trials takes a number"),
             "--mode" => args.mode = value(),
+            "--batch-kib" => args.batches_bytes = parse_list(&flag, &value(), KIB),
+            "--payloads" => args.payloads_bytes = parse_list(&flag, &value(), 1),
             "--bench" => {} // cargo bench passes it
             other => panic!("unknown flag {other}"),
         }
@@ -155,7 +172,7 @@ fn main() {
     let mut table = Table::default();
     // Trials interleave every configuration so that noise from other disk users hits all alike.
     for _ in 0..args.trials {
-        for &batch in &BATCH_SIZES_BYTES {
+        for &batch in &args.batches_bytes {
             let col = format!("{}", batch / KIB);
             if run("fio") {
                 for engine in ["psync", "io_uring"] {
@@ -177,14 +194,14 @@ fn main() {
                 table.add("glommio spawn_blocking: io-uring linked", col.clone(), s);
             }
             if run("wal") {
-                for &payload in &PAYLOAD_SIZES_BYTES {
+                for &payload in &args.payloads_bytes {
                     let s = on_executor(wal_saturating(args.dir.clone(), payload, batch, secs));
                     table.add(&format!("WAL {payload} B records"), col.clone(), s);
                 }
             }
         }
         if run("clients") {
-            for &payload in &PAYLOAD_SIZES_BYTES {
+            for &payload in &args.payloads_bytes {
                 for &clients in &CLIENT_COUNTS {
                     let s = on_executor(wal_clients(args.dir.clone(), payload, clients, secs));
                     let label = format!("WAL clients, {payload} B records");

@@ -7,7 +7,7 @@ mod wal_support;
 use futures_lite::future::{block_on, poll_once};
 use wal_support::*;
 use zinc_protocol::types::Zxid;
-use zinc_storage::wal::{segment_name, MemDevice, Tear, Wal, WalError};
+use zinc_storage::wal::{segment_name, Device, MemDevice, Tear, Wal, WalError};
 
 /// Payload bytes that make a 1000-byte record (16-byte header), for easy offsets.
 const PAYLOAD: usize = 984;
@@ -72,6 +72,38 @@ fn purge_removes_only_segments_wholly_at_or_below_the_zxid() {
         Some(*segments.last().unwrap())
     );
     assert_eq!(rec.last_zxid, Some(Zxid(300)));
+}
+
+#[test]
+fn a_record_split_across_batches_is_durable_only_once_complete() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    for z in 1..=30 {
+        wal.append(Zxid(z), &payload(z, PAYLOAD)).unwrap();
+    }
+    // One 8 KiB batch: eight whole 1000-byte records and the first 192 bytes of the ninth.
+    assert_eq!(block_on(wal.flush()).unwrap(), Some(Zxid(8)));
+    assert_eq!(wal.durable_zxid(), Some(Zxid(8)));
+    assert_eq!(wal.stats().written_bytes, 8192);
+    let read: Vec<i64> = block_on(wal.read_after(Zxid::ZERO))
+        .unwrap()
+        .iter()
+        .map(|r| r.zxid.0)
+        .collect();
+    assert_eq!(read, (1..=8).collect::<Vec<_>>());
+    // The log stops before the batch that finishes the ninth: its prefix is a torn tail.
+    drop(wal);
+    let (wal, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, PAYLOAD), (1..=8).collect::<Vec<_>>());
+    assert_eq!(
+        rec.torn_tail,
+        Some((dev.describe(&segment_name(Zxid(1))), 8000))
+    );
+    append_durable(&wal, 9..=30, PAYLOAD);
+    drop(wal);
+    let (_, rec) = open(&dev).unwrap();
+    assert_eq!(check_records(&rec, PAYLOAD), (1..=30).collect::<Vec<_>>());
+    assert_eq!(rec.torn_tail, None);
 }
 
 /// Appends `zxids`, lets the batch reach the device unsynced, then crashes with `tear`.

@@ -2,8 +2,8 @@
 //!
 //! Appended records wait in `pending`. [`Batcher::take_batch`] closes a batch from the front of
 //! `pending` (bounded by `batch_bytes_max`, `batch_records_max` and the room left in the
-//! segment) and hands back one block-aligned buffer plus its file offset; the driver writes it
-//! and syncs, then calls [`Batcher::complete`] (or [`Batcher::abort`] if the write failed).
+//! segment) and hands back the block-aligned extent to write; the driver has
+//! [`Batcher::fill`] put its bytes into the device's buffer, writes it and syncs, then calls [`Batcher::complete`] (or [`Batcher::abort`] if the write failed).
 //! Only one batch is in flight at a time, and records appended meanwhile form the next batch:
 //! that is the whole group-commit policy, "the batch closes when the previous sync returns".
 //!
@@ -11,6 +11,13 @@
 //! rewriting it, so no padding is ever persisted between records and the log stays densely
 //! packed. The rewritten prefix is byte-identical to what is on disk, so a torn rewrite cannot
 //! damage records that were already durable.
+//!
+//! Under load the rewrite is avoided: when more records wait than the batch takes, the batch
+//! also carries the first bytes of the next record up to the block boundary, so it ends on a
+//! block and the next batch starts on a fresh one with the rest of that record. A batch of
+//! `batch_bytes_max` then writes exactly that many bytes, as a raw write loop of that size
+//! would. The partly written record is not durable until the batch that finishes it is; if the
+//! log stops in between, recovery finds its prefix as a torn tail and cuts it off.
 
 use std::collections::VecDeque;
 
@@ -24,31 +31,54 @@ use super::{WalConfig, WalError};
 pub struct Position {
     /// The first zxid of the current segment (its file name).
     pub segment: Zxid,
-    /// Bytes of records in the segment; the next record goes here.
+    /// Bytes of complete records in the segment.
     pub end_bytes: u64,
-    /// The segment's bytes from the last block boundary up to `end_bytes`.
+    /// Where the next write continues: `end_bytes`, or the block boundary after it when the
+    /// last batch also wrote the first bytes of the record that follows.
+    pub written_bytes: u64,
+    /// The segment's bytes from the last block boundary up to `written_bytes`.
     pub tail: Vec<u8>,
     /// The zxid of the last durable record.
     pub last_zxid: Zxid,
 }
 
-/// One group commit: write `bytes` at `offset_bytes` of `segment`, then fdatasync.
+impl Position {
+    /// The position after the last complete record, nothing written past it.
+    pub fn at_end(segment: Zxid, end_bytes: u64, tail: Vec<u8>, last_zxid: Zxid) -> Self {
+        Self {
+            segment,
+            end_bytes,
+            written_bytes: end_bytes,
+            tail,
+            last_zxid,
+        }
+    }
+}
+
+/// One group commit: write `len_bytes` at `offset_bytes` of `segment` (the bytes come from
+/// [`Batcher::fill`]), then fdatasync.
 #[derive(Debug)]
 pub struct Batch {
     /// The segment to write (its first zxid).
     pub segment: Zxid,
     /// The segment file does not exist yet: create it (pre-zeroed) before writing.
     pub create_segment: bool,
-    /// Block-aligned file offset of `bytes`.
+    /// Block-aligned file offset of the write.
     pub offset_bytes: u64,
-    /// Block-aligned buffer: the previous partial block, the records, zero padding.
-    pub bytes: Vec<u8>,
-    /// The last record's zxid: durable once this batch is.
+    /// Block-aligned length of the write: the previous partial block, the records, zero padding.
+    pub len_bytes: usize,
+    /// The last complete record's zxid: durable once this batch is.
     pub last_zxid: Zxid,
-    /// How many records the batch carries.
+    /// How many records the batch completes.
     pub records: usize,
+    /// Bytes of the previous partial block rewritten at the start.
+    tail_bytes: usize,
     end_bytes: u64,
+    written_bytes: u64,
+    /// Bytes taken from the queue: the complete records and the next record's first bytes.
     pending_bytes: usize,
+    /// How many of the next record's bytes the batch writes.
+    split_bytes: usize,
 }
 
 /// The group-commit state. See the module doc.
@@ -56,10 +86,12 @@ pub struct Batch {
 pub struct Batcher {
     config: WalConfig,
     position: Option<Position>,
-    /// Encoded records; those before `pending_start` are durable and wait to be compacted.
+    /// Encoded records; those before `pending_start` are written and wait to be compacted.
     pending: Vec<u8>,
     pending_start: usize,
     pending_records: VecDeque<(Zxid, usize)>,
+    /// Bytes of the front pending record already written (by a batch that ended on a block).
+    front_written: usize,
     in_flight: bool,
     last_appended: Option<Zxid>,
 }
@@ -71,10 +103,10 @@ impl Batcher {
             let block = config.block_bytes as u64;
             assert_eq!(
                 p.tail.len() as u64,
-                p.end_bytes % block,
+                p.written_bytes % block,
                 "tail must be the partial block"
             );
-            assert!(p.end_bytes <= config.segment_bytes);
+            assert!(p.end_bytes <= p.written_bytes && p.written_bytes <= config.segment_bytes);
         }
         let last_appended = position.as_ref().map(|p| p.last_zxid);
         Self {
@@ -83,6 +115,7 @@ impl Batcher {
             pending: Vec::new(),
             pending_start: 0,
             pending_records: VecDeque::new(),
+            front_written: 0,
             in_flight: false,
             last_appended,
         }
@@ -116,45 +149,79 @@ impl Batcher {
         Ok(())
     }
 
-    /// Closes the next batch, or `None` if one is in flight or nothing is pending.
+    /// Closes the next batch, or `None` if one is in flight or nothing is pending. Its bytes
+    /// are written into the device's buffer by [`Batcher::fill`].
     pub fn take_batch(&mut self) -> Option<Batch> {
         if self.in_flight {
             return None;
         }
         let &(first_zxid, first_len) = self.pending_records.front()?;
-        let (segment, start_bytes, tail, create_segment) = match &self.position {
-            Some(p) if p.end_bytes + first_len as u64 <= self.config.segment_bytes => {
-                (p.segment, p.end_bytes, p.tail.as_slice(), false)
+        let segment_bytes = self.config.segment_bytes;
+        let (segment, start_bytes, tail_bytes, create_segment) = match &self.position {
+            // A record partly written continues where it started.
+            Some(p)
+                if self.front_written > 0
+                    || p.written_bytes + first_len as u64 <= segment_bytes =>
+            {
+                (p.segment, p.written_bytes, p.tail.len(), false)
             }
-            _ => (first_zxid, 0, &[][..], true),
+            _ => (first_zxid, 0, 0, true),
         };
-        let room_bytes = self.config.segment_bytes - start_bytes;
-        let (records, pending_bytes) = self.count_batch(room_bytes);
-        let block = self.config.block_bytes;
-        let body = tail.len() + pending_bytes;
-        let mut bytes = Vec::with_capacity(body.next_multiple_of(block));
-        bytes.extend_from_slice(tail);
-        let start = self.pending_start;
-        bytes.extend_from_slice(&self.pending[start..start + pending_bytes]);
-        bytes.resize(body.next_multiple_of(block), 0);
+        let (records, record_bytes) = self.count_batch(segment_bytes - start_bytes);
+        let block = self.config.block_bytes as u64;
+        let end_bytes = start_bytes + record_bytes as u64;
+        // More records wait: end the write on a block with the next record's first bytes, so
+        // the next batch does not rewrite this block. Only a strict prefix of a record that
+        // belongs in this segment, so the bounds on the batch hold.
+        let gap = (end_bytes.next_multiple_of(block) - end_bytes) as usize;
+        let split_bytes = match self.pending_records.get(records) {
+            Some(&(_, next_len))
+                if gap > 0 && next_len > gap && end_bytes + next_len as u64 <= segment_bytes =>
+            {
+                gap
+            }
+            _ => 0,
+        };
+        let data_bytes = tail_bytes + record_bytes + split_bytes;
         self.in_flight = true;
         Some(Batch {
             segment,
             create_segment,
-            offset_bytes: start_bytes - tail.len() as u64,
-            bytes,
+            offset_bytes: start_bytes - tail_bytes as u64,
+            len_bytes: data_bytes.next_multiple_of(self.config.block_bytes),
             last_zxid: self.pending_records[records - 1].0,
             records,
-            end_bytes: start_bytes + pending_bytes as u64,
-            pending_bytes,
+            tail_bytes,
+            end_bytes,
+            written_bytes: end_bytes + split_bytes as u64,
+            pending_bytes: record_bytes + split_bytes,
+            split_bytes,
         })
     }
 
-    /// How many front records form the batch, and their bytes; always at least one.
+    /// Writes the batch's bytes into `out` (`batch.len_bytes` long): the previous partial
+    /// block, the records, zeros to the block's end. Call it while the batch is in flight.
+    pub fn fill(&self, batch: &Batch, out: &mut [u8]) {
+        assert_eq!(out.len(), batch.len_bytes, "buffer must fit the batch");
+        let tail = self.position.as_ref().map_or(&[][..], |p| &p.tail[..]);
+        let (head, rest) = out.split_at_mut(batch.tail_bytes);
+        head.copy_from_slice(&tail[..batch.tail_bytes]);
+        let (records, padding) = rest.split_at_mut(batch.pending_bytes);
+        let start = self.pending_start;
+        records.copy_from_slice(&self.pending[start..start + batch.pending_bytes]);
+        padding.fill(0);
+    }
+
+    /// How many front records form the batch, and their unwritten bytes; always at least one.
     fn count_batch(&self, room_bytes: u64) -> (usize, usize) {
         let mut records = 0;
         let mut bytes = 0;
         for &(_, len) in &self.pending_records {
+            let len = if records == 0 {
+                len - self.front_written
+            } else {
+                len
+            };
             let full = records == self.config.batch_records_max
                 || bytes + len > self.config.batch_bytes_max
                 || (bytes + len) as u64 > room_bytes;
@@ -171,16 +238,26 @@ impl Batcher {
     pub fn complete(&mut self, batch: Batch) {
         assert!(self.in_flight, "complete without a batch in flight");
         let block = self.config.block_bytes as u64;
-        let end_in_buf = (batch.end_bytes - batch.offset_bytes) as usize;
-        let tail_start = end_in_buf - (batch.end_bytes % block) as usize;
+        // The new partial block: from the last boundary before the written end, taken from the
+        // old tail (if the batch stayed in its block) and from the queue.
+        let tail_start = (batch.written_bytes / block * block - batch.offset_bytes) as usize;
+        let data_bytes = batch.tail_bytes + batch.pending_bytes;
+        let mut tail = Vec::with_capacity(data_bytes - tail_start);
+        if tail_start < batch.tail_bytes {
+            let old = self.position.as_ref().map_or(&[][..], |p| &p.tail[..]);
+            tail.extend_from_slice(&old[tail_start..batch.tail_bytes]);
+        }
+        let from = self.pending_start + tail_start.saturating_sub(batch.tail_bytes);
+        tail.extend_from_slice(&self.pending[from..self.pending_start + batch.pending_bytes]);
         self.position = Some(Position {
             segment: batch.segment,
             end_bytes: batch.end_bytes,
-            tail: batch.bytes[tail_start..end_in_buf].to_vec(),
+            written_bytes: batch.written_bytes,
+            tail,
             last_zxid: batch.last_zxid,
         });
         self.pending_start += batch.pending_bytes;
-        // Compact only once the durable prefix is at least half the buffer, so each byte is
+        // Compact only once the written prefix is at least half the buffer, so each byte is
         // moved at most once on average however long the queue is.
         if self.pending_start == self.pending.len() {
             self.pending.clear();
@@ -190,6 +267,7 @@ impl Batcher {
             self.pending_start = 0;
         }
         self.pending_records.drain(..batch.records);
+        self.front_written = batch.split_bytes;
         self.in_flight = false;
     }
 
@@ -252,18 +330,25 @@ mod tests {
     fn run_all(b: &mut Batcher, disk: &mut std::collections::BTreeMap<Zxid, Vec<u8>>) -> usize {
         let mut batches = 0;
         while let Some(batch) = b.take_batch() {
+            let bytes = bytes_of(b, &batch);
             assert_eq!(batch.offset_bytes % 4096, 0);
-            assert_eq!(batch.bytes.len() % 4096, 0);
+            assert_eq!(bytes.len() % 4096, 0);
             assert_eq!(batch.create_segment, !disk.contains_key(&batch.segment));
             let seg = disk
                 .entry(batch.segment)
                 .or_insert_with(|| vec![0; 64 * 1024]);
             let at = batch.offset_bytes as usize;
-            seg[at..at + batch.bytes.len()].copy_from_slice(&batch.bytes);
+            seg[at..at + bytes.len()].copy_from_slice(&bytes);
             b.complete(batch);
             batches += 1;
         }
         batches
+    }
+
+    fn bytes_of(b: &Batcher, batch: &Batch) -> Vec<u8> {
+        let mut bytes = vec![0xee; batch.len_bytes];
+        b.fill(batch, &mut bytes);
+        bytes
     }
 
     fn zxids_in(seg: &[u8]) -> Vec<i64> {
@@ -289,9 +374,63 @@ mod tests {
         b.append(Zxid(2), &[2; 100]).unwrap();
         let batch = b.take_batch().unwrap();
         assert_eq!((batch.offset_bytes, batch.create_segment), (0, false));
-        assert_eq!(&batch.bytes[..p.tail.len()], &p.tail[..]);
+        assert_eq!(&bytes_of(&b, &batch)[..p.tail.len()], &p.tail[..]);
         b.complete(batch);
         assert_eq!(b.durable_zxid(), Some(Zxid(2)));
+    }
+
+    #[test]
+    fn under_load_batches_end_on_a_block_with_the_next_record_split() {
+        let config = WalConfig {
+            batch_bytes_max: 4096,
+            ..config()
+        };
+        let mut b = Batcher::new(config, None);
+        for z in 1..=200 {
+            b.append(Zxid(z), &[z as u8; 100]).unwrap(); // 116 bytes encoded
+        }
+        let first = b.take_batch().unwrap();
+        // 35 whole records (4060 bytes) and 36 bytes of the 36th: one block, nothing rewritten.
+        assert_eq!((first.len_bytes, first.records), (4096, 35));
+        assert_eq!(first.last_zxid, Zxid(35));
+        let first_bytes = bytes_of(&b, &first);
+        b.complete(first);
+        assert_eq!(
+            b.durable_zxid(),
+            Some(Zxid(35)),
+            "the split record is not durable"
+        );
+        let p = b.position().unwrap().clone();
+        assert_eq!(
+            (p.end_bytes, p.written_bytes, p.tail.len()),
+            (4060, 4096, 0)
+        );
+        let second = b.take_batch().unwrap();
+        assert_eq!((second.offset_bytes, second.len_bytes), (4096, 4096));
+        assert_eq!(second.last_zxid, Zxid(35 + 35));
+        let mut seg = first_bytes;
+        seg.extend_from_slice(&bytes_of(&b, &second));
+        b.complete(second);
+        let mut disk = std::collections::BTreeMap::from([(Zxid(1), seg)]);
+        disk.get_mut(&Zxid(1)).unwrap().resize(64 * 1024, 0);
+        run_all(&mut b, &mut disk);
+        assert_eq!(zxids_in(&disk[&Zxid(1)]), (1..=200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_record_is_never_split_across_segments() {
+        // 1000-byte records, 8 KiB batches: every batch splits a record until the segment's
+        // last record, which must not be split into a segment it does not fit in.
+        let mut b = Batcher::new(config(), None);
+        let mut disk = Default::default();
+        for z in 1..=130 {
+            b.append(Zxid(z), &[z as u8; 984]).unwrap();
+        }
+        run_all(&mut b, &mut disk);
+        let names: Vec<i64> = disk.keys().map(|z| z.0).collect();
+        assert_eq!(names, vec![1, 66]);
+        let all: Vec<i64> = disk.values().flat_map(|s| zxids_in(s)).collect();
+        assert_eq!(all, (1..=130).collect::<Vec<_>>());
     }
 
     #[test]

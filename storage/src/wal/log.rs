@@ -311,7 +311,7 @@ impl<D: Device> Wal<D> {
                 let last = batch.last_zxid;
                 state.stats.batches += 1;
                 state.stats.records += batch.records as u64;
-                state.stats.written_bytes += batch.bytes.len() as u64;
+                state.stats.written_bytes += batch.len_bytes as u64;
                 state.stats.segments_created += u64::from(batch.create_segment);
                 state.batcher.complete(batch);
                 Ok(Some(last))
@@ -338,16 +338,16 @@ impl<D: Device> Wal<D> {
         } else {
             self.current_file(batch.segment).await?
         };
-        let mut buf = file.alloc_buf(batch.bytes.len());
-        buf.as_mut_bytes().copy_from_slice(&batch.bytes);
+        let mut buf = file.alloc_buf(batch.len_bytes);
+        self.state.borrow().batcher.fill(batch, buf.as_mut_bytes());
         let write_failed = |reason: String| WalError::WriteFailed {
             file: self.device.describe(&name),
             offset_bytes: batch.offset_bytes,
-            len_bytes: batch.bytes.len(),
+            len_bytes: batch.len_bytes,
             reason,
         };
         match file.write_at(buf, batch.offset_bytes).await {
-            Ok(n) if n == batch.bytes.len() => {}
+            Ok(n) if n == batch.len_bytes => {}
             Ok(n) => return Err(write_failed(format!("short write of {n} bytes"))),
             Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
                 return Err(WalError::NoSpace {
@@ -699,12 +699,12 @@ async fn zero_after_end<D: Device>(
 fn position_of(config: &WalConfig, loaded: &Loaded) -> Position {
     let end = loaded.scan.end_bytes;
     let start = end / config.block_bytes * config.block_bytes;
-    Position {
-        segment: loaded.first,
-        end_bytes: end as u64,
-        tail: loaded.bytes[start..end].to_vec(),
-        last_zxid: loaded.scan.last_zxid().expect("a kept segment has records"),
-    }
+    Position::at_end(
+        loaded.first,
+        end as u64,
+        loaded.bytes[start..end].to_vec(),
+        loaded.scan.last_zxid().expect("a kept segment has records"),
+    )
 }
 
 fn records_of(loaded: &Loaded, after: Zxid) -> impl Iterator<Item = WalRecord> + '_ {
