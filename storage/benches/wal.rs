@@ -266,10 +266,13 @@ fn wal_sample(stats: &WalStats, payload: usize, secs: f64) -> Sample {
     }
 }
 
-/// A fresh WAL directory for one run, its spare segment ready and [`Wal::run`] flushing.
+/// A fresh log for one run, its spare segment ready and [`Wal::run`] flushing. The previous
+/// run's segment files are left as purged ones (`.free`, up to four), which the log reuses as
+/// spares: the steady state of a server whose snapshots let it purge its log. Only the first
+/// run on a new directory zero-fills its spares.
 async fn fresh_wal(dir: &Path, name: &str, batch: usize) -> Rc<Wal<DmaDevice>> {
     let wal_dir = dir.join(name);
-    let _ = std::fs::remove_dir_all(&wal_dir);
+    keep_segments_as_free(&wal_dir);
     let device = DmaDevice::open(&wal_dir).await.expect("wal dir");
     let (wal, _) = Wal::open(device, wal_config(batch), Zxid::ZERO)
         .await
@@ -282,6 +285,40 @@ async fn fresh_wal(dir: &Path, name: &str, batch: usize) -> Rc<Wal<DmaDevice>> {
     })
     .detach();
     wal
+}
+
+/// Renames the segment files of an earlier run `<zxid>.free` (at most four, of the default
+/// segment size) and removes every other file of `wal_dir`.
+fn keep_segments_as_free(wal_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(wal_dir) else {
+        return;
+    };
+    let mut kept = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let full = entry
+            .metadata()
+            .is_ok_and(|m| m.len() == WalConfig::default().segment_bytes);
+        let stem = name.strip_suffix(".log").or(name.strip_suffix(".free"));
+        match stem {
+            Some(stem) if full && kept < 4 => {
+                std::fs::rename(&path, wal_dir.join(format!("{stem}.free"))).expect("rename");
+                kept += 1;
+            }
+            _ => std::fs::remove_file(&path).expect("remove"),
+        }
+    }
+}
+
+/// Purges every segment but the newest, as a server does once a snapshot covers them.
+async fn purge_old_segments(wal: &Wal<DmaDevice>) {
+    let segments = wal.segments();
+    if let [.., newest] = segments[..] {
+        if segments.len() > 1 {
+            wal.purge_through(Zxid(newest.0 - 1)).await.expect("purge");
+        }
+    }
 }
 
 /// Keeps two full batches queued behind the one in flight, so every batch is
@@ -299,6 +336,7 @@ async fn wal_saturating(dir: PathBuf, payload: usize, batch: usize, seconds: f64
         }
         let next = wal.durable_zxid().map_or(1, |d| d.0 + 1);
         wal.wait_durable(Zxid(next)).await.expect("durable");
+        purge_old_segments(&wal).await;
     }
     let secs = start.elapsed().as_secs_f64();
     wal_sample(&wal.stats(), payload, secs)
@@ -310,7 +348,7 @@ async fn wal_clients(dir: PathBuf, payload: usize, clients: usize, seconds: f64)
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for client in 0..clients {
         let wal = wal.clone();
         tasks.push(glommio::spawn_local(async move {
             let data = vec![0x5a; payload];
@@ -318,6 +356,9 @@ async fn wal_clients(dir: PathBuf, payload: usize, clients: usize, seconds: f64)
                 let z = Zxid(wal.last_appended().map_or(1, |l| l.0 + 1));
                 wal.append(z, &data).expect("append");
                 wal.wait_durable(z).await.expect("durable");
+                if client == 0 {
+                    purge_old_segments(&wal).await;
+                }
             }
         }));
     }

@@ -63,6 +63,9 @@ pub struct Batch {
     pub segment: Zxid,
     /// The segment file does not exist yet: create it (pre-zeroed) before writing.
     pub create_segment: bool,
+    /// The batch moves the log to a new segment: seal the previous one first
+    /// ([`Batcher::seal`]).
+    pub seal_previous: bool,
     /// Block-aligned file offset of the write.
     pub offset_bytes: u64,
     /// Block-aligned length of the write: the previous partial block, the records, zero padding.
@@ -123,6 +126,9 @@ impl Batcher {
 
     /// Queues a record. Zxids must increase; the payload and the queue are bounded.
     pub fn append(&mut self, zxid: Zxid, payload: &[u8]) -> Result<(), WalError> {
+        if zxid < Zxid::ZERO {
+            return Err(WalError::NegativeZxid(zxid));
+        }
         if let Some(last) = self.last_appended {
             if zxid <= last {
                 return Err(WalError::OutOfOrder { zxid, last });
@@ -187,6 +193,7 @@ impl Batcher {
         Some(Batch {
             segment,
             create_segment,
+            seal_previous: create_segment && self.position.is_some(),
             offset_bytes: start_bytes - tail_bytes as u64,
             len_bytes: data_bytes.next_multiple_of(self.config.block_bytes),
             last_zxid: self.pending_records[records - 1].0,
@@ -210,6 +217,21 @@ impl Batcher {
         let start = self.pending_start;
         records.copy_from_slice(&self.pending[start..start + batch.pending_bytes]);
         padding.fill(0);
+    }
+
+    /// The write that seals the current segment: its partial block followed by a seal record,
+    /// zero-padded to the block (segment, offset, bytes). Where fewer than a header's bytes are
+    /// left in the segment, the padding alone ends it (recovery reads zeros there as its end).
+    /// `None` for an empty log.
+    pub fn seal(&self) -> Option<(Zxid, u64, Vec<u8>)> {
+        let p = self.position.as_ref()?;
+        debug_assert_eq!(p.end_bytes, p.written_bytes, "no record spans two segments");
+        let mut bytes = p.tail.clone();
+        if p.written_bytes + record::HEADER_BYTES as u64 <= self.config.segment_bytes {
+            record::encode_seal(&mut bytes);
+        }
+        bytes.resize(bytes.len().next_multiple_of(self.config.block_bytes), 0);
+        Some((p.segment, p.written_bytes - p.tail.len() as u64, bytes))
     }
 
     /// How many front records form the batch, and their unwritten bytes; always at least one.

@@ -18,11 +18,15 @@ use zinc_protocol::types::Zxid;
 
 use super::batcher::{Batch, Batcher, Position};
 use super::device::{Device, DeviceBuf, SegmentFile};
+use super::record::HEADER_BYTES;
 use super::scan::{parse_segment_name, scan_segment, segment_name, SegmentScan};
 use super::{WalConfig, WalError};
 
 /// The pre-zeroed file that becomes the next segment (not a segment name, so never listed).
 const SPARE_NAME: &str = "next.spare";
+
+/// Most purged segment files kept for reuse as spares (`<first zxid>.free`); more are removed.
+const FREE_SEGMENTS_MAX: usize = 4;
 
 /// Bytes read per call when loading a segment.
 const READ_CHUNK_BYTES: usize = 1 << 20;
@@ -41,7 +45,9 @@ pub struct Recovered {
     pub records: Vec<WalRecord>,
     /// The last record in the log.
     pub last_zxid: Option<Zxid>,
-    /// Where a torn last write was cut off (file, byte offset), if there was one.
+    /// Where a torn last write was cut off (file, byte offset), if there was one. In a reused
+    /// segment file the first open after a stop also reports the older records that follow
+    /// the last write (they are zeroed as a torn write's bytes would be).
     pub torn_tail: Option<(String, u64)>,
 }
 
@@ -63,6 +69,8 @@ pub struct WalStats {
     pub written_bytes: u64,
     /// Segment files created.
     pub segments_created: u64,
+    /// Spares made by reusing a purged segment file instead of zero-filling a new one.
+    pub segments_reused: u64,
 }
 
 struct State<F> {
@@ -75,6 +83,8 @@ struct State<F> {
     spare: Option<Rc<F>>,
     /// Making a spare failed for lack of space: wait for the next roll before trying again.
     spare_blocked: bool,
+    /// Purged segment files kept for reuse as spares, by name.
+    free: Vec<String>,
 }
 
 #[derive(Default)]
@@ -104,6 +114,7 @@ impl<D: Device> Wal<D> {
         config.validate()?;
         remove_stale_spare(&device).await?;
         let mut segments = list_segments(&device).await?;
+        let free = list_free(&device).await?;
         let mut loaded = Vec::new();
         for (i, &first) in segments.iter().enumerate() {
             // Keep the last two: a trailing segment may turn out empty and be removed.
@@ -123,8 +134,16 @@ impl<D: Device> Wal<D> {
         let mut torn_tail = None;
         if let Some((first, offset)) = torn {
             if let Some(last) = loaded.last().filter(|l| l.first == first) {
-                zero_after_end(&device, &config, last).await?;
-                torn_tail = Some((device.describe(&segment_name(first)), offset));
+                // What one torn batch can have left past the end; beyond it lie only zeros or
+                // a reused file's older records, which recovery never reads as the log's.
+                let end_block = last.scan.end_bytes / config.block_bytes * config.block_bytes;
+                let window_end = end_block + config.torn_window_bytes();
+                let zero_end = last.scan.garbage_end_bytes.min(window_end);
+                let end = last.scan.end_bytes;
+                if last.bytes[end..zero_end.max(end)].iter().any(|b| *b != 0) {
+                    zero_after_end(&device, &config, last, zero_end).await?;
+                    torn_tail = Some((device.describe(&segment_name(first)), offset));
+                }
             }
         }
         let position = loaded.last().map(|l| position_of(&config, l));
@@ -144,6 +163,7 @@ impl<D: Device> Wal<D> {
                 failed: None,
                 spare: None,
                 spare_blocked: false,
+                free,
             }),
             wakers: RefCell::default(),
         };
@@ -268,9 +288,41 @@ impl<D: Device> Wal<D> {
         if self.state.borrow().spare.is_some() {
             return Ok(());
         }
-        let spare = self.create_file(SPARE_NAME).await?;
+        let spare = match self.reuse_free().await? {
+            Some(file) => file,
+            None => self.create_file(SPARE_NAME).await?,
+        };
         self.state.borrow_mut().spare = Some(Rc::new(spare));
         Ok(())
+    }
+
+    /// Makes a purged segment file the spare: renamed and opened, its old records left in
+    /// place (the segment is sealed when the log leaves it, and recovery tells them from the
+    /// log's own by their zxids). `None` if no file of the right size is kept.
+    async fn reuse_free(&self) -> Result<Option<D::File>, WalError> {
+        loop {
+            let name = self.state.borrow_mut().free.pop();
+            let Some(name) = name else {
+                return Ok(None);
+            };
+            let io_error = |op, source| WalError::Io {
+                op,
+                file: self.device.describe(&name),
+                source,
+            };
+            let renamed = self.device.rename(&name, SPARE_NAME).await;
+            renamed.map_err(|e| io_error("rename", e))?;
+            let file = self.device.open(SPARE_NAME).await;
+            let file = file.map_err(|e| io_error("open", e))?;
+            let len_bytes = file.len_bytes().await.map_err(|e| io_error("stat", e))?;
+            if len_bytes == self.config.segment_bytes {
+                self.state.borrow_mut().stats.segments_reused += 1;
+                return Ok(Some(file));
+            }
+            drop(file);
+            let removed = self.device.remove(SPARE_NAME).await;
+            removed.map_err(|e| io_error("remove", e))?;
+        }
     }
 
     async fn create_file(&self, name: &str) -> Result<D::File, WalError> {
@@ -332,6 +384,9 @@ impl<D: Device> Wal<D> {
     }
 
     async fn write_batch(&self, batch: &Batch) -> Result<(), WalError> {
+        if batch.seal_previous {
+            self.seal_current().await?;
+        }
         let name = segment_name(batch.segment);
         let file = if batch.create_segment {
             self.create_segment(batch.segment).await?
@@ -340,29 +395,22 @@ impl<D: Device> Wal<D> {
         };
         let mut buf = file.alloc_buf(batch.len_bytes);
         self.state.borrow().batcher.fill(batch, buf.as_mut_bytes());
-        let write_failed = |reason: String| WalError::WriteFailed {
-            file: self.device.describe(&name),
-            offset_bytes: batch.offset_bytes,
-            len_bytes: batch.len_bytes,
-            reason,
+        write_and_sync(&self.device, &file, &name, buf, batch.offset_bytes).await
+    }
+
+    /// Writes the seal after the current segment's last record and syncs it, before the log
+    /// moves to a new segment: what follows the seal (zeros, or an older segment's records in
+    /// a reused file) is then never read as part of the log.
+    async fn seal_current(&self) -> Result<(), WalError> {
+        let seal = self.state.borrow().batcher.seal();
+        let Some((segment, offset_bytes, bytes)) = seal.filter(|(_, _, b)| !b.is_empty()) else {
+            return Ok(());
         };
-        match file.write_at(buf, batch.offset_bytes).await {
-            Ok(n) if n == batch.len_bytes => {}
-            Ok(n) => return Err(write_failed(format!("short write of {n} bytes"))),
-            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
-                return Err(WalError::NoSpace {
-                    file: self.device.describe(&name),
-                    source: e,
-                })
-            }
-            Err(e) => return Err(write_failed(e.to_string())),
-        }
-        file.sync_data()
-            .await
-            .map_err(|source| WalError::SyncFailed {
-                file: self.device.describe(&name),
-                source,
-            })
+        let file = self.current_file(segment).await?;
+        let name = segment_name(segment);
+        let mut buf = file.alloc_buf(bytes.len());
+        buf.as_mut_bytes().copy_from_slice(&bytes);
+        write_and_sync(&self.device, &file, &name, buf, offset_bytes).await
     }
 
     async fn create_segment(&self, first: Zxid) -> Result<Rc<D::File>, WalError> {
@@ -482,13 +530,19 @@ impl<D: Device> Wal<D> {
     ) -> Result<Option<Position>, WalError> {
         let bytes = read_segment(&self.device, first).await?;
         let mut scan = scan_segment(&bytes, self.config.record_bytes_max, None);
-        if !scan.is_clean() {
+        // Open repaired any torn tail; what may follow the records now is zeros, a seal, or
+        // an older segment's records in a reused file. A later record of this log is damage.
+        let max = self.config.record_bytes_max;
+        if scan
+            .later_record(&bytes, first, scan.end_bytes + 1, max)
+            .is_some()
+        {
             return Err(corrupt(&self.device, first, &scan));
         }
-        let old_end = scan.garbage_end_bytes;
+        let sealed = if scan.is_sealed() { HEADER_BYTES } else { 0 };
+        let old_end = scan.end_bytes + sealed;
         scan.records.retain(|(z, _)| *z <= zxid);
         scan.end_bytes = scan.records.last().map_or(0, |(_, r)| r.end);
-        scan.garbage_end_bytes = old_end;
         let loaded = Loaded {
             first,
             bytes: Bytes::from(bytes),
@@ -497,7 +551,7 @@ impl<D: Device> Wal<D> {
         if loaded.scan.records.is_empty() {
             return Ok(None);
         }
-        zero_after_end(&self.device, &self.config, &loaded).await?;
+        zero_after_end(&self.device, &self.config, &loaded, old_end).await?;
         Ok(Some(position_of(&self.config, &loaded)))
     }
 
@@ -510,11 +564,35 @@ impl<D: Device> Wal<D> {
             if pair[1].0 > zxid.0 + 1 {
                 break;
             }
-            remove_segment(&self.device, pair[0]).await?;
+            self.retire_segment(pair[0]).await?;
             self.state.borrow_mut().segments.retain(|s| *s != pair[0]);
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Keeps a purged segment's file for reuse as a spare (renamed `<first>.free`) while
+    /// fewer than [`FREE_SEGMENTS_MAX`] are kept; removes it otherwise. Reusing a file saves
+    /// zero-filling a new one, which writes the segment's size to the disk a second time.
+    async fn retire_segment(&self, first: Zxid) -> Result<(), WalError> {
+        if self.state.borrow().free.len() >= FREE_SEGMENTS_MAX {
+            return remove_segment(&self.device, first).await;
+        }
+        let name = free_name(first);
+        let renamed = self.device.rename(&segment_name(first), &name).await;
+        renamed.map_err(|source| WalError::Io {
+            op: "rename",
+            file: self.device.describe(&segment_name(first)),
+            source,
+        })?;
+        let mut state = self.state.borrow_mut();
+        state.free.push(name);
+        state.spare_blocked = false;
+        drop(state);
+        if let Some(waker) = self.wakers.borrow_mut().spare.take() {
+            waker.wake();
+        }
+        Ok(())
     }
 
     /// The first zxids of the segments on disk, oldest first.
@@ -533,6 +611,27 @@ async fn list_segments<D: Device>(device: &D) -> Result<Vec<Zxid>, WalError> {
     let mut segments: Vec<Zxid> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     segments.sort();
     Ok(segments)
+}
+
+/// `<first zxid as 16 hex digits>.free`: a purged segment's file kept for reuse.
+fn free_name(first: Zxid) -> String {
+    format!("{:016x}.free", first.0 as u64)
+}
+
+/// The purged segment files kept for reuse.
+async fn list_free<D: Device>(device: &D) -> Result<Vec<String>, WalError> {
+    let names = device.list().await.map_err(|source| WalError::Io {
+        op: "list",
+        file: device.describe(""),
+        source,
+    })?;
+    Ok(names
+        .into_iter()
+        .filter(|n| {
+            n.strip_suffix(".free")
+                .is_some_and(|hex| parse_segment_name(&format!("{hex}.log")).is_some())
+        })
+        .collect())
 }
 
 /// A spare left by a crash may be half zero-filled: start over.
@@ -628,9 +727,15 @@ fn check_segments<D: Device>(
                 "first record's zxid differs from the file name",
             ));
         }
-        let later_has_data = loaded[i + 1..]
-            .iter()
-            .any(|later| !later.scan.records.is_empty() || !later.scan.is_clean());
+        let max = config.record_bytes_max;
+        let later_has_data = loaded[i + 1..].iter().any(|later| {
+            let from = later.scan.end_bytes + 1;
+            !later.scan.records.is_empty()
+                || later
+                    .scan
+                    .later_record(&later.bytes, later.first, from, max)
+                    .is_some()
+        });
         if l.scan.records.is_empty() && later_has_data {
             return Err(name_error(
                 0,
@@ -640,8 +745,16 @@ fn check_segments<D: Device>(
         if l.scan.is_clean() {
             continue;
         }
-        let span = l.scan.garbage_end_bytes - l.scan.end_bytes / block * block;
-        if later_has_data || span > config.torn_window_bytes() {
+        // The records stop before the segment's end without a seal: a torn last write, or a
+        // reused file's older records, if nothing of the log follows; damage if something
+        // does, beyond what one torn batch can leave behind.
+        let end_block = l.scan.end_bytes / block * block;
+        let beyond_torn = (end_block + config.torn_window_bytes()).max(l.scan.end_bytes + 1);
+        let resumes_far = l
+            .scan
+            .later_record(&l.bytes, l.first, beyond_torn, max)
+            .is_some();
+        if later_has_data || resumes_far {
             return Err(corrupt(device, l.first, &l.scan));
         }
         return Ok(Some((l.first, l.scan.end_bytes as u64)));
@@ -653,22 +766,23 @@ fn corrupt<D: Device>(device: &D, first: Zxid, scan: &SegmentScan) -> WalError {
     WalError::Corrupt {
         file: device.describe(&segment_name(first)),
         offset_bytes: scan.end_bytes as u64,
-        reason: scan.bad.unwrap_or("invalid record").to_string(),
+        reason: scan.reason().to_string(),
     }
 }
 
-/// Zeroes `[end_bytes, garbage_end_bytes)` of a loaded segment durably, rewriting the partial
+/// Zeroes `[end_bytes, zero_end_bytes)` of a loaded segment durably, rewriting the partial
 /// block before it with its valid prefix.
 async fn zero_after_end<D: Device>(
     device: &D,
     config: &WalConfig,
     loaded: &Loaded,
+    zero_end_bytes: usize,
 ) -> Result<(), WalError> {
     let block = config.block_bytes;
     let end = loaded.scan.end_bytes;
     let start = end / block * block;
-    let stop = loaded.scan.garbage_end_bytes.next_multiple_of(block);
-    if loaded.scan.garbage_end_bytes <= end {
+    let stop = zero_end_bytes.next_multiple_of(block);
+    if zero_end_bytes <= end {
         return Ok(());
     }
     let name = segment_name(loaded.first);
@@ -677,21 +791,40 @@ async fn zero_after_end<D: Device>(
     let bytes = buf.as_mut_bytes();
     bytes.fill(0);
     bytes[..end - start].copy_from_slice(&loaded.bytes[start..end]);
-    let failed = |reason: String| WalError::WriteFailed {
-        file: device.describe(&name),
-        offset_bytes: start as u64,
-        len_bytes: stop - start,
+    write_and_sync(device, &file, &name, buf, start as u64).await
+}
+
+/// Writes `buf` at `offset_bytes` of the segment file `name` and syncs it. Lack of space is
+/// [`WalError::NoSpace`] (nothing was written); any other failure is fatal.
+async fn write_and_sync<D: Device>(
+    device: &D,
+    file: &D::File,
+    name: &str,
+    mut buf: <D::File as SegmentFile>::Buf,
+    offset_bytes: u64,
+) -> Result<(), WalError> {
+    let len_bytes = buf.as_mut_bytes().len();
+    let write_failed = |reason: String| WalError::WriteFailed {
+        file: device.describe(name),
+        offset_bytes,
+        len_bytes,
         reason,
     };
-    match file.write_at(buf, start as u64).await {
-        Ok(n) if n == stop - start => {}
-        Ok(n) => return Err(failed(format!("short write of {n} bytes"))),
-        Err(e) => return Err(failed(e.to_string())),
+    match file.write_at(buf, offset_bytes).await {
+        Ok(n) if n == len_bytes => {}
+        Ok(n) => return Err(write_failed(format!("short write of {n} bytes"))),
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            return Err(WalError::NoSpace {
+                file: device.describe(name),
+                source: e,
+            })
+        }
+        Err(e) => return Err(write_failed(e.to_string())),
     }
     file.sync_data()
         .await
         .map_err(|source| WalError::SyncFailed {
-            file: device.describe(&name),
+            file: device.describe(name),
             source,
         })
 }

@@ -30,6 +30,8 @@ pub struct Faults {
     pub read_bytes_max: Option<usize>,
     /// `sync_data` never returns (to crash while a batch is written but not synced).
     pub sync_stall: bool,
+    /// With `sync_stall`, this many more `sync_data` calls complete before one stalls.
+    pub syncs_before_stall: u32,
 }
 
 /// What a simulated crash does with writes that were not yet synced.
@@ -291,7 +293,11 @@ impl SegmentFile for MemFileHandle {
     }
 
     async fn sync_data(&self) -> io::Result<()> {
-        if self.device.disk.borrow().faults.sync_stall {
+        let stall = {
+            let faults = &mut self.device.disk.borrow_mut().faults;
+            faults.sync_stall && !countdown(&mut faults.syncs_before_stall)
+        };
+        if stall {
             std::future::pending::<()>().await;
         }
         self.device.with_file(self.id, |file, faults| {

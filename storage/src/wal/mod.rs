@@ -1,19 +1,27 @@
 //! The write-ahead log: every txn is durable here before it is acknowledged.
 //!
 //! Layout: segment files `<first zxid as 16 hex digits>.log` in one directory, each
-//! pre-allocated to `segment_bytes` and zero-filled when created (a pre-zeroed file syncs about
-//! twice as fast as a growing one; [`Wal::run`] keeps one zero-filled spare, `next.spare`, ready
-//! in the background so a roll is a rename), records packed back to back ([`record`]), written with
-//! O_DIRECT in block-aligned writes. One write plus one fdatasync per group commit
-//! ([`batcher`], pure); the batch closes when the previous sync returns or at
-//! `batch_bytes_max`/`batch_records_max`. [`Wal`] is the async driver over a [`Device`]:
-//! [`DmaDevice`] (glommio DMA files) in production, [`MemDevice`] (fault injection) in tests.
+//! pre-allocated to `segment_bytes` (a pre-written file syncs about twice as fast as a growing
+//! one; [`Wal::run`] keeps one spare, `next.spare`, ready in the background so a roll is a
+//! rename), records packed back to back ([`record`]), written with O_DIRECT in block-aligned
+//! writes. One write plus one fdatasync per group commit ([`batcher`], pure); the batch closes
+//! when the previous sync returns or at `batch_bytes_max`/`batch_records_max`. [`Wal`] is the
+//! async driver over a [`Device`]: [`DmaDevice`] (glommio DMA files) in production,
+//! [`MemDevice`] (fault injection) in tests.
+//!
+//! Spares: a purged segment's file is kept (at most four, `<first zxid>.free`) and becomes the
+//! next spare as it is, its older records in place; only without one is a new file zero-filled,
+//! which writes the segment's size to the disk a second time. When the log moves on to a new
+//! segment it first seals the current one (a seal record after its last record, synced), so
+//! what follows a seal is never read as the log's.
 //!
 //! Recovery ([`Wal::open`]) scans the segments in order and stops at the first record that fails
-//! its checksum or at an all-zero header. Unwritten bytes after that point mean a clean end;
-//! garbage within one batch's span of it is a torn last write (normal after a crash) and is
-//! zeroed; anything else, or garbage followed by a later segment with records, is corruption
-//! and fails the open with the file and byte offset.
+//! its checksum, at a seal, or at an all-zero header. Before the last segment, only a seal or
+//! zeros may follow the records. In the last segment, what follows them is a torn last write
+//! (normal after a crash) or a reused file's older records (lower zxids) unless a record of the
+//! log itself (a higher zxid) starts more than one batch's span past the end: that, or garbage
+//! in an earlier segment, is corruption and fails the open with the file and byte offset. The
+//! torn write's span is zeroed, so its leftovers never rejoin the log.
 //!
 //! Errors: an fsync or write error is fatal (the log state is unknown, so the WAL refuses all
 //! further work and the server must exit); ENOSPC fails the batch, keeps its records queued and
@@ -153,6 +161,9 @@ pub enum WalError {
     /// An earlier fatal error stopped the WAL.
     #[error("WAL stopped after an earlier fatal error: {0}")]
     Failed(String),
+    /// Zxids are never negative (a negative one would read back as a seal).
+    #[error("zxid {0} is negative")]
+    NegativeZxid(Zxid),
     /// Zxids must increase.
     #[error("zxid {zxid} appended after {last}")]
     OutOfOrder { zxid: Zxid, last: Zxid },

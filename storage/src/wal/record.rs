@@ -6,6 +6,10 @@
 //! pre-zeroed, and no real record has an all-zero header because the CRC of the twelve bytes
 //! `len | zxid` plus payload is never zero for a zero length and zxid: see the unit test).
 //! Encoding here is checked again by decoding on recovery: the pair that keeps the format honest.
+//!
+//! A seal is a record with zxid -1 and no payload, written after a segment's last record when
+//! the log moves on to the next segment: whatever follows a seal is not part of the log (a
+//! recycled segment file still holds an older segment's records there).
 
 use zinc_protocol::types::Zxid;
 
@@ -22,6 +26,14 @@ pub fn encode(zxid: Zxid, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
     let crc = crc32c::crc32c(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The zxid of a seal (real zxids are never negative).
+pub const SEAL_ZXID: Zxid = Zxid(-1);
+
+/// Appends a seal (see the module doc) to `out`.
+pub fn encode_seal(out: &mut Vec<u8>) {
+    encode(SEAL_ZXID, &[], out);
 }
 
 /// Bytes the encoded record takes.

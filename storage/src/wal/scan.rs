@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use zinc_protocol::types::Zxid;
 
-use super::record::{decode_at, Decoded};
+use super::record::{decode_at, Decoded, HEADER_BYTES, SEAL_ZXID};
 
 /// `<first zxid as 16 lowercase hex digits>.log`.
 pub fn segment_name(first: Zxid) -> String {
@@ -24,6 +24,17 @@ pub fn parse_segment_name(name: &str) -> Option<Zxid> {
     u64::from_str_radix(hex, 16).ok().map(|v| Zxid(v as i64))
 }
 
+/// Where the scan of a segment stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// At an all-zero header (or the end of the bytes): nothing was written there.
+    End,
+    /// At a seal: the segment was closed there, and what follows is not part of the log.
+    Sealed,
+    /// At something that is not a valid record (torn, flipped, stale or truncated); why.
+    Bad(&'static str),
+}
+
 /// What one segment holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentScan {
@@ -31,23 +42,65 @@ pub struct SegmentScan {
     pub records: Vec<(Zxid, Range<usize>)>,
     /// Where the valid records end.
     pub end_bytes: usize,
-    /// Why the scan stopped, if not at an all-zero header.
-    pub bad: Option<&'static str>,
-    /// One past the last non-zero byte at or after `end_bytes` (`end_bytes` if there is none).
+    /// Why the scan stopped there.
+    pub stop: Stop,
+    /// One past the last non-zero byte at or after `end_bytes` (`end_bytes` if there is none,
+    /// or if the segment is sealed).
     pub garbage_end_bytes: usize,
 }
 
 impl SegmentScan {
-    /// True if nothing but zeros follows the valid records.
+    /// True if the segment ends cleanly: sealed, or only zeros after the valid records.
     pub fn is_clean(&self) -> bool {
-        self.garbage_end_bytes == self.end_bytes
+        self.stop == Stop::Sealed || self.garbage_end_bytes == self.end_bytes
+    }
+
+    /// True if the segment was sealed after its records.
+    pub fn is_sealed(&self) -> bool {
+        self.stop == Stop::Sealed
+    }
+
+    /// Why the scan stopped, for an error message.
+    pub fn reason(&self) -> &'static str {
+        match self.stop {
+            Stop::Bad(why) => why,
+            Stop::End if self.garbage_end_bytes > self.end_bytes => {
+                "non-zero bytes after the end marker"
+            }
+            Stop::End | Stop::Sealed => "invalid record",
+        }
     }
 
     /// The last valid record's zxid.
     pub fn last_zxid(&self) -> Option<Zxid> {
         self.records.last().map(|(z, _)| *z)
     }
+
+    /// Where, at or after `from`, a valid record of this log starts past the stop (a zxid
+    /// above the last one, and at least the segment's first): a sign that the stop is damage
+    /// in the middle of the log rather than its end. `buf` is the scanned segment, named for
+    /// `first`. An older segment's records (in a reused file) have lower zxids and do not count.
+    pub fn later_record(
+        &self,
+        buf: &[u8],
+        first: Zxid,
+        from: usize,
+        payload_bytes_max: usize,
+    ) -> Option<usize> {
+        if self.is_sealed() {
+            return None;
+        }
+        let above = self
+            .last_zxid()
+            .map_or(first.0 - 1, |l| l.0.max(first.0 - 1));
+        let end = self.garbage_end_bytes.min(buf.len());
+        find_record_above(&buf[..end], from, above, payload_bytes_max)
+    }
 }
+
+/// How far above the last zxid a record found past damage may be and still count as the log's
+/// own (a segment spans far fewer than 2^16 epochs); the bound keeps the search cheap.
+const RESUME_ZXID_SPAN: u64 = 1 << 48;
 
 /// Scans `buf` (a whole segment) from the start; records must have zxids above `prev` and
 /// increasing.
@@ -55,12 +108,17 @@ pub fn scan_segment(buf: &[u8], payload_bytes_max: usize, prev: Option<Zxid>) ->
     let mut records = Vec::new();
     let mut at = 0;
     let mut last = prev;
-    let bad = loop {
+    let stop = loop {
         match decode_at(buf, at, payload_bytes_max) {
-            Decoded::End => break None,
-            Decoded::Bad(why) => break Some(why),
+            Decoded::End => break Stop::End,
+            Decoded::Bad(why) => break Stop::Bad(why),
+            Decoded::Record {
+                zxid,
+                payload_start,
+                next,
+            } if zxid == SEAL_ZXID && next == payload_start => break Stop::Sealed,
             Decoded::Record { zxid, .. } if last.is_some_and(|l| zxid <= l) => {
-                break Some("zxid does not increase")
+                break Stop::Bad("zxid does not increase")
             }
             Decoded::Record {
                 zxid,
@@ -73,13 +131,43 @@ pub fn scan_segment(buf: &[u8], payload_bytes_max: usize, prev: Option<Zxid>) ->
             }
         }
     };
-    let garbage_end_bytes = at + last_nonzero_end(&buf[at..]);
+    let garbage_end_bytes = match stop {
+        Stop::Sealed => at,
+        _ => at + last_nonzero_end(&buf[at..]),
+    };
     SegmentScan {
         records,
         end_bytes: at,
-        bad: bad.or((garbage_end_bytes > at).then_some("non-zero bytes after the end marker")),
+        stop,
         garbage_end_bytes,
     }
+}
+
+/// The first offset at or after `from` where a valid record with a zxid above `above` (by less
+/// than [`RESUME_ZXID_SPAN`]) starts. Every offset is tried: records are not aligned.
+fn find_record_above(
+    buf: &[u8],
+    from: usize,
+    above: i64,
+    payload_bytes_max: usize,
+) -> Option<usize> {
+    let zxid_at = HEADER_BYTES - 8;
+    let tail = buf.get(from + zxid_at..)?;
+    tail.windows(8).enumerate().find_map(|(i, window)| {
+        let mut le = [0; 8];
+        le.copy_from_slice(window);
+        let zxid = i64::from_le_bytes(le);
+        let distance = (zxid.wrapping_sub(above) as u64).wrapping_sub(1);
+        if distance >= RESUME_ZXID_SPAN {
+            return None;
+        }
+        let at = from + i;
+        matches!(
+            decode_at(buf, at, payload_bytes_max),
+            Decoded::Record { .. }
+        )
+        .then_some(at)
+    })
 }
 
 /// One past the last non-zero byte of `bytes`, 0 if all are zero. The rest of a segment after
@@ -132,18 +220,68 @@ mod tests {
         buf.resize(8192, 0);
         let clean = scan_segment(&buf, 100, None);
         assert_eq!(
-            (clean.records.len(), clean.end_bytes, clean.bad),
-            (2, end, None)
+            (clean.records.len(), clean.end_bytes, clean.stop),
+            (2, end, Stop::End)
         );
         assert!(clean.is_clean());
         buf[5000] = 1;
         let dirty = scan_segment(&buf, 100, None);
         assert_eq!((dirty.end_bytes, dirty.garbage_end_bytes), (end, 5001));
-        assert_eq!(dirty.bad, Some("non-zero bytes after the end marker"));
+        assert_eq!(dirty.reason(), "non-zero bytes after the end marker");
+        assert_eq!(dirty.later_record(&buf, Zxid(1), end + 1, 100), None);
         let stale = scan_segment(&buf, 100, Some(Zxid(1)));
         assert_eq!(
-            (stale.records.len(), stale.bad),
-            (0, Some("zxid does not increase"))
+            (stale.records.len(), stale.stop),
+            (0, Stop::Bad("zxid does not increase"))
+        );
+    }
+
+    #[test]
+    fn a_seal_ends_the_segment_and_hides_what_follows() {
+        let mut buf = Vec::new();
+        encode(Zxid(7), b"seven", &mut buf);
+        let end = buf.len();
+        crate::wal::record::encode_seal(&mut buf);
+        // An older segment's records after the seal, as in a recycled file.
+        encode(Zxid(3), b"stale", &mut buf);
+        buf.resize(4096, 0x55);
+        let scan = scan_segment(&buf, 100, None);
+        assert_eq!((scan.records.len(), scan.end_bytes), (1, end));
+        assert!(scan.is_sealed() && scan.is_clean());
+    }
+
+    #[test]
+    fn damage_is_told_from_stale_bytes_by_a_later_record_of_the_log() {
+        let mut log = Vec::new();
+        for z in 10..20 {
+            encode(Zxid(z), &[z as u8; 37], &mut log);
+        }
+        // Records of an older segment (lower zxids) after the end: stale, not damage.
+        let mut stale = log[..53 * 3].to_vec();
+        let mut older = Vec::new();
+        for z in 1..9 {
+            encode(Zxid(z), &[z as u8; 37], &mut older);
+        }
+        stale.extend_from_slice(&older[20..]);
+        let later = |buf: &[u8], scan: &SegmentScan| {
+            scan.later_record(buf, Zxid(10), scan.end_bytes + 1, 100)
+        };
+        let scan = scan_segment(&stale, 100, None);
+        assert_eq!((scan.records.len(), later(&stale, &scan)), (3, None));
+        assert!(!scan.is_clean());
+        // A flipped byte in the fourth record: the fifth is found after it.
+        let mut flipped = log.clone();
+        flipped[53 * 3 + 20] ^= 1;
+        let scan = scan_segment(&flipped, 100, None);
+        assert_eq!(scan.records.len(), 3);
+        assert_eq!(later(&flipped, &scan), Some(53 * 4));
+        // A damaged header (length) too.
+        let mut header = log.clone();
+        header[53 * 5 + 5] = 0x7f;
+        let scan = scan_segment(&header, 100, None);
+        assert_eq!(
+            (scan.records.len(), later(&header, &scan)),
+            (5, Some(53 * 6))
         );
     }
 
