@@ -5,7 +5,8 @@
 //!    `[--trials N] [--batch-kib 4,16,...] [--payloads 100,1024]`
 //! MODE: `wal` (saturating: every batch is batch_bytes_max), `clients` (closed loop: N tasks
 //! append one record and wait for it), `dma-raw`, `uring-raw`, `fio` (runs fio if installed),
-//! or `all` (default). Trials interleave all configurations; the table gives medians.
+//! `all` (default), or several joined by commas. Trials interleave all configurations; the
+//! table gives medians.
 //! DIR must be on the disk under test (default `target/wal-bench`). Output: a markdown table.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
@@ -167,7 +168,7 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 fn main() {
     let args = parse_args();
     std::fs::create_dir_all(&args.dir).expect("create bench dir");
-    let run = |mode: &str| args.mode == "all" || args.mode == mode;
+    let run = |mode: &str| args.mode == "all" || args.mode.split(',').any(|m| m == mode);
     let secs = args.seconds;
     let mut table = Table::default();
     // Trials interleave every configuration so that noise from other disk users hits all alike.
@@ -287,27 +288,30 @@ async fn fresh_wal(dir: &Path, name: &str, batch: usize) -> Rc<Wal<DmaDevice>> {
     wal
 }
 
-/// Renames the segment files of an earlier run `<zxid>.free` (at most four, of the default
-/// segment size) and removes every other file of `wal_dir`.
+/// Keeps the segment-sized files of an earlier run (segments, purged ones, the spare) as purged
+/// files for reuse, at most four, and removes every other file of `wal_dir`.
 fn keep_segments_as_free(wal_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(wal_dir) else {
         return;
     };
-    let mut kept = 0;
+    let mut kept = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
         let full = entry
             .metadata()
             .is_ok_and(|m| m.len() == WalConfig::default().segment_bytes);
-        let stem = name.strip_suffix(".log").or(name.strip_suffix(".free"));
-        match stem {
-            Some(stem) if full && kept < 4 => {
-                std::fs::rename(&path, wal_dir.join(format!("{stem}.free"))).expect("rename");
-                kept += 1;
-            }
-            _ => std::fs::remove_file(&path).expect("remove"),
+        if full && kept.len() < 4 {
+            let temporary = wal_dir.join(format!("keep-{}", kept.len()));
+            std::fs::rename(&path, &temporary).expect("rename");
+            kept.push(temporary);
+        } else {
+            std::fs::remove_file(&path).expect("remove");
         }
+    }
+    // Names no segment of a run takes (its zxids start at 1).
+    for (i, path) in kept.iter().enumerate() {
+        let name = format!("{:016x}.free", 0x7000_0000_0000_0000u64 + i as u64);
+        std::fs::rename(path, wal_dir.join(name)).expect("rename");
     }
 }
 

@@ -2,14 +2,14 @@
 //!
 //! Layout, little-endian: `crc32c: u32 | len: u32 | zxid: i64 | payload[len]`. The CRC covers
 //! `len`, `zxid` and the payload, so a torn or bit-flipped record fails it. Records are packed
-//! back to back in a segment; an all-zero header marks the written end (segments are
-//! pre-zeroed, and no real record has an all-zero header because the CRC of the twelve bytes
+//! back to back in a segment; an all-zero header marks the written end in a zero-filled
+//! segment (no real record has an all-zero header because the CRC of the twelve bytes
 //! `len | zxid` plus payload is never zero for a zero length and zxid: see the unit test).
 //! Encoding here is checked again by decoding on recovery: the pair that keeps the format honest.
 //!
 //! A seal is a record with zxid -1 and no payload, written after a segment's last record when
 //! the log moves on to the next segment: whatever follows a seal is not part of the log (a
-//! recycled segment file still holds an older segment's records there).
+//! reused segment file still holds an older segment's records there).
 
 use zinc_protocol::types::Zxid;
 
