@@ -80,6 +80,9 @@ impl SegmentScan {
     /// above the last one, and at least the segment's first): a sign that the stop is damage
     /// in the middle of the log rather than its end. `buf` is the scanned segment, named for
     /// `first`. An older segment's records (in a reused file) have lower zxids and do not count.
+    ///
+    /// Only starts within one largest record of `from` are tried: the log's records after
+    /// damage are contiguous, so if any of them starts at or after `from`, one starts there.
     pub fn later_record(
         &self,
         buf: &[u8],
@@ -94,7 +97,8 @@ impl SegmentScan {
             .last_zxid()
             .map_or(first.0 - 1, |l| l.0.max(first.0 - 1));
         let end = self.garbage_end_bytes.min(buf.len());
-        find_record_above(&buf[..end], from, above, payload_bytes_max)
+        let last_start = from + HEADER_BYTES + payload_bytes_max;
+        find_record_above(&buf[..end], from, last_start, above, payload_bytes_max)
     }
 }
 
@@ -143,31 +147,59 @@ pub fn scan_segment(buf: &[u8], payload_bytes_max: usize, prev: Option<Zxid>) ->
     }
 }
 
-/// The first offset at or after `from` where a valid record with a zxid above `above` (by less
-/// than [`RESUME_ZXID_SPAN`]) starts. Every offset is tried: records are not aligned.
+/// The first offset in `from..=last_start` where a valid record with a zxid above `above` (by
+/// less than [`RESUME_ZXID_SPAN`]) starts. Every offset is tried (records are not aligned), so the
+/// checksum, the costly part, is only computed where the header and the one after it are
+/// plausible: a reused file's older records are a dense field of near-misses.
 fn find_record_above(
     buf: &[u8],
     from: usize,
+    last_start: usize,
     above: i64,
     payload_bytes_max: usize,
 ) -> Option<usize> {
-    let zxid_at = HEADER_BYTES - 8;
-    let tail = buf.get(from + zxid_at..)?;
-    tail.windows(8).enumerate().find_map(|(i, window)| {
-        let mut le = [0; 8];
-        le.copy_from_slice(window);
-        let zxid = i64::from_le_bytes(le);
-        let distance = (zxid.wrapping_sub(above) as u64).wrapping_sub(1);
-        if distance >= RESUME_ZXID_SPAN {
-            return None;
+    let stop = buf.len().checked_sub(HEADER_BYTES)?.min(last_start);
+    let mut at = from;
+    while at <= stop {
+        if let Some((zxid, next)) = plausible_header(buf, at, above, payload_bytes_max) {
+            let followed = match buf.get(next..next + HEADER_BYTES) {
+                None => true,
+                Some(header) if header.iter().all(|b| *b == 0) => true,
+                Some(_) => plausible_header(buf, next, zxid, payload_bytes_max).is_some(),
+            };
+            if followed
+                && matches!(
+                    decode_at(buf, at, payload_bytes_max),
+                    Decoded::Record { .. }
+                )
+            {
+                return Some(at);
+            }
         }
-        let at = from + i;
-        matches!(
-            decode_at(buf, at, payload_bytes_max),
-            Decoded::Record { .. }
-        )
-        .then_some(at)
-    })
+        at += 1;
+    }
+    None
+}
+
+/// The zxid and the end of the record whose header is at `at`, if its zxid is above `above`
+/// (by less than [`RESUME_ZXID_SPAN`]) and its length fits the limit and `buf`.
+fn plausible_header(
+    buf: &[u8],
+    at: usize,
+    above: i64,
+    payload_bytes_max: usize,
+) -> Option<(i64, usize)> {
+    let header: &[u8; HEADER_BYTES] = buf.get(at..at + HEADER_BYTES)?.try_into().ok()?;
+    let zxid = i64::from_le_bytes([
+        header[8], header[9], header[10], header[11], header[12], header[13], header[14],
+        header[15],
+    ]);
+    if (zxid.wrapping_sub(above) as u64).wrapping_sub(1) >= RESUME_ZXID_SPAN {
+        return None;
+    }
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let next = at + HEADER_BYTES + len;
+    (len <= payload_bytes_max && next <= buf.len()).then_some((zxid, next))
 }
 
 /// One past the last non-zero byte of `bytes`, 0 if all are zero. The rest of a segment after
