@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from restart import free_port, wait_serving  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ZINC = os.path.join(REPO, "target", "release", "zinc")
+ZINC = os.environ.get("ZINC_BIN", os.path.join(REPO, "target", "release", "zinc"))
 BENCH = os.path.join(REPO, "target", "release", "zinc-bench")
 NO_SNAPSHOTS = 2_000_000_000
 

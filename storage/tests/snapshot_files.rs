@@ -137,9 +137,16 @@ fn a_tree_large_enough_to_restore_on_several_threads_round_trips() {
     // 80,000 extra nodes: above the size from which a restore builds nodes on several threads
     // (on a machine with more than one CPU), with the sample's ACLs, null data and ephemeral.
     let tree = sample_tree(80_000);
-    let restored = snapshot::decode(&snapshot::encode(&tree).unwrap()).unwrap();
+    let encoded = snapshot::encode(&tree).unwrap();
+    let restored = snapshot::decode(&encoded).unwrap();
     assert_same(&tree, &restored);
     assert_eq!(restored.children("/app").unwrap().len(), 80_052);
+    // Written to disk and loaded back, byte for byte.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = snapshot::write(dir.path(), &tree).unwrap();
+    assert!(std::fs::read(&path).unwrap() == encoded[..]);
+    let (loaded, _, _) = snapshot::load_newest(dir.path()).unwrap().newest.unwrap();
+    assert_same(&tree, &loaded);
 }
 
 #[test]
