@@ -21,10 +21,11 @@ mod trigger;
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use rkyv::rancor;
+use rkyv::ser::writer::IoWriter;
 use rkyv::util::AlignedVec;
 use rkyv::with::{AsOwned, Map};
 use zinc_protocol::{Acl, Id, StatPersisted, Zxid};
@@ -171,6 +172,82 @@ pub fn parse_snapshot_name(name: &str) -> Option<Zxid> {
 
 /// Encodes `tree` as a snapshot file's bytes (archive + trailer). Pure CPU work.
 pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
+    with_record(tree, |record| {
+        // The archive is serialized into a buffer of about its final size and the trailer is
+        // appended to it: growing the buffer by doubling, or copying the archive into another
+        // one, would copy and fault in the whole snapshot (hundreds of MB for a large tree).
+        let estimate = archive_estimate(record) + TRAILER_BYTES;
+        let mut bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
+            record,
+            AlignedVec::with_capacity(estimate),
+        )
+        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+        let crc = crc32c::crc32c(&bytes);
+        let trailer = trailer(bytes.len(), crc);
+        bytes.extend_from_slice(&trailer);
+        Ok(bytes)
+    })
+}
+
+/// Serializes the snapshot of `tree` straight into `file` (buffered) and appends the trailer:
+/// the same bytes as [`encode`], without holding the archive in memory (for a large tree that
+/// buffer was the size of the tree again, faulted in for every snapshot).
+fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<File, SnapshotError> {
+    let out = Checksummed {
+        inner: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+        crc: 0,
+        len: 0,
+    };
+    let out = with_record(tree, |record| {
+        rkyv::api::high::to_bytes_in::<_, rancor::Error>(record, IoWriter::new(out))
+    })
+    .map_err(|e| SnapshotError::Encode(format!("{}: {e}", path.display())))?
+    .into_inner();
+    let trailer = trailer(out.len, out.crc);
+    let mut buffered = out.inner;
+    buffered
+        .write_all(&trailer)
+        .map_err(io_error("write", path))?;
+    buffered
+        .into_inner()
+        .map_err(|e| io_error("write", path)(e.into_error()))
+}
+
+/// Bytes of the write buffer between the serializer and a snapshot file.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// A writer that counts and checksums the bytes that pass through it.
+struct Checksummed<W> {
+    inner: W,
+    crc: u32,
+    len: usize,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..written]);
+        self.len += written;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The trailer after an archive of `archive_len` bytes with checksum `crc` (module doc).
+fn trailer(archive_len: usize, crc: u32) -> [u8; TRAILER_BYTES] {
+    let mut trailer = [0; TRAILER_BYTES];
+    trailer[..8].copy_from_slice(MAGIC);
+    trailer[8..16].copy_from_slice(&(archive_len as u64).to_le_bytes());
+    trailer[16..20].copy_from_slice(&crc.to_le_bytes());
+    trailer
+}
+
+/// Builds the tree's snapshot record and hands it to `f`: the records borrow each node's data
+/// from the tree and its path from one buffer of all paths that lives for the call.
+fn with_record<R>(tree: &Tree, f: impl FnOnce(&SnapshotRecordRef<'_>) -> R) -> R {
     let (paths, mut listed) = list_nodes(tree);
     let mut nodes = Vec::with_capacity(listed.nodes.len());
     let mut path_start = 0;
@@ -193,10 +270,12 @@ pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
             .map(|(id, timeout_ms)| SessionRecord { id, timeout_ms })
             .collect(),
     };
-    // The archive is serialized into a buffer of about its final size and the trailer is
-    // appended to it: growing the buffer by doubling, or copying the archive into another one,
-    // would copy and fault in the whole snapshot (hundreds of MB for a large tree) again.
-    let estimate: usize = record
+    f(&record)
+}
+
+/// About the archive's size for `record`.
+fn archive_estimate(record: &SnapshotRecordRef<'_>) -> usize {
+    record
         .nodes
         .iter()
         .map(|node| {
@@ -205,19 +284,7 @@ pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
         })
         .sum::<usize>()
         + record.sessions.len() * std::mem::size_of::<ArchivedSessionRecord>()
-        + 4096;
-    let mut bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
-        &record,
-        AlignedVec::with_capacity(estimate + TRAILER_BYTES),
-    )
-    .map_err(|e| SnapshotError::Encode(e.to_string()))?;
-    let archive_len = bytes.len();
-    let crc = crc32c::crc32c(&bytes);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(archive_len as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes.extend_from_slice(&[0; 4]);
-    Ok(bytes)
+        + 4096
 }
 
 /// The tree's nodes as the snapshot lists them, each with an empty path and the end of its
@@ -417,16 +484,13 @@ fn io_error<'a>(
 /// snapshot's path. Blocking.
 pub fn write(dir: &Path, tree: &Tree) -> Result<PathBuf, SnapshotError> {
     std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
-    let bytes = encode(tree)?;
     let name = snapshot_name(tree.last_zxid());
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", &name[..16]));
     let path = dir.join(name);
     let written = File::create(&tmp)
         .map_err(io_error("create", &tmp))
-        .and_then(|mut file| {
-            file.write_all(&bytes).map_err(io_error("write", &tmp))?;
-            file.sync_all().map_err(io_error("fsync", &tmp))
-        })
+        .and_then(|file| encode_into(tree, file, &tmp))
+        .and_then(|file| file.sync_all().map_err(io_error("fsync", &tmp)))
         .and_then(|()| std::fs::rename(&tmp, &path).map_err(io_error("rename", &tmp)));
     if let Err(error) = written {
         // A partial temp file could keep a full disk full.
