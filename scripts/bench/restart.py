@@ -30,7 +30,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ZINC = os.path.join(REPO, "target", "release", "zinc")
+ZINC = os.environ.get("ZINC_BIN", os.path.join(REPO, "target", "release", "zinc"))
 BENCH = os.path.join(REPO, "target", "release", "zinc-bench")
 CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
 ROOT = "/zinc-bench"
