@@ -21,7 +21,7 @@ use glommio::io::DmaFile;
 use io_uring::{opcode, squeue, types, IoUring};
 use zinc_protocol::types::Zxid;
 use zinc_storage::wal::record::HEADER_BYTES;
-use zinc_storage::wal::{prime_dma, DmaDevice, Wal, WalConfig, WalStats};
+use zinc_storage::wal::{free_name, prime_dma, DmaDevice, Wal, WalConfig, WalStats};
 
 const KIB: usize = 1024;
 const BATCH_SIZES_BYTES: [usize; 5] = [4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, 1024 * KIB];
@@ -310,7 +310,7 @@ fn keep_segments_as_free(wal_dir: &Path) {
     }
     // Names no segment of a run takes (its zxids start at 1).
     for (i, path) in kept.iter().enumerate() {
-        let name = format!("{:016x}.free", 0x7000_0000_0000_0000u64 + i as u64);
+        let name = free_name(Zxid(0x7000_0000_0000_0000 + i as i64));
         std::fs::rename(path, wal_dir.join(name)).expect("rename");
     }
 }

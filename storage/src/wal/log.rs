@@ -19,7 +19,9 @@ use zinc_protocol::types::Zxid;
 use super::batcher::{Batch, Batcher, Position};
 use super::device::{Device, DeviceBuf, SegmentFile};
 use super::record::HEADER_BYTES;
-use super::scan::{parse_segment_name, scan_segment, segment_name, SegmentScan};
+use super::scan::{
+    free_name, parse_free_name, parse_segment_name, scan_segment, segment_name, SegmentScan,
+};
 use super::{WalConfig, WalError};
 
 /// The pre-zeroed file that becomes the next segment (not a segment name, so never listed).
@@ -112,9 +114,18 @@ impl<D: Device> Wal<D> {
         replay_after: Zxid,
     ) -> Result<(Self, Recovered), WalError> {
         config.validate()?;
-        remove_stale_spare(&device).await?;
-        let mut segments = list_segments(&device).await?;
-        let free = list_free(&device).await?;
+        let names = device.list().await.map_err(|source| WalError::Io {
+            op: "list",
+            file: device.describe(""),
+            source,
+        })?;
+        remove_stale_spare(&device, &names).await?;
+        let mut segments: Vec<Zxid> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
+        segments.sort();
+        let free: Vec<String> = names
+            .into_iter()
+            .filter(|n| parse_free_name(n).is_some())
+            .collect();
         let mut loaded = Vec::new();
         for (i, &first) in segments.iter().enumerate() {
             // Keep the last two: a trailing segment may turn out empty and be removed.
@@ -601,52 +612,17 @@ impl<D: Device> Wal<D> {
     }
 }
 
-/// The segment files on the device, oldest first; other names are ignored.
-async fn list_segments<D: Device>(device: &D) -> Result<Vec<Zxid>, WalError> {
-    let names = device.list().await.map_err(|source| WalError::Io {
-        op: "list",
-        file: device.describe(""),
-        source,
-    })?;
-    let mut segments: Vec<Zxid> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
-    segments.sort();
-    Ok(segments)
-}
-
-/// `<first zxid as 16 hex digits>.free`: a purged segment's file kept for reuse.
-fn free_name(first: Zxid) -> String {
-    format!("{:016x}.free", first.0 as u64)
-}
-
-/// The purged segment files kept for reuse.
-async fn list_free<D: Device>(device: &D) -> Result<Vec<String>, WalError> {
-    let names = device.list().await.map_err(|source| WalError::Io {
-        op: "list",
-        file: device.describe(""),
-        source,
-    })?;
-    Ok(names
-        .into_iter()
-        .filter(|n| {
-            n.strip_suffix(".free")
-                .is_some_and(|hex| parse_segment_name(&format!("{hex}.log")).is_some())
-        })
-        .collect())
-}
-
 /// A spare left by a crash may be half zero-filled: start over.
-async fn remove_stale_spare<D: Device>(device: &D) -> Result<(), WalError> {
-    let io_error = |op, source| WalError::Io {
-        op,
-        file: device.describe(SPARE_NAME),
-        source,
-    };
-    let names = device.list().await.map_err(|e| io_error("list", e))?;
+async fn remove_stale_spare<D: Device>(device: &D, names: &[String]) -> Result<(), WalError> {
     if names.iter().any(|n| n == SPARE_NAME) {
         device
             .remove(SPARE_NAME)
             .await
-            .map_err(|e| io_error("remove", e))?;
+            .map_err(|source| WalError::Io {
+                op: "remove",
+                file: device.describe(SPARE_NAME),
+                source,
+            })?;
     }
     Ok(())
 }
@@ -715,6 +691,16 @@ fn check_segments<D: Device>(
     loaded: &[Loaded],
 ) -> Result<Option<(Zxid, u64)>, WalError> {
     let block = config.block_bytes;
+    let max = config.record_bytes_max;
+    // Whether each segment holds any of the log: records, or a record of it past damage.
+    let has_data: Vec<bool> = loaded
+        .iter()
+        .map(|l| {
+            let from = l.scan.end_bytes + 1;
+            !l.scan.records.is_empty()
+                || l.scan.later_record(&l.bytes, l.first, from, max).is_some()
+        })
+        .collect();
     for (i, l) in loaded.iter().enumerate() {
         let name_error = |offset_bytes, reason: &str| WalError::Corrupt {
             file: device.describe(&segment_name(l.first)),
@@ -727,15 +713,7 @@ fn check_segments<D: Device>(
                 "first record's zxid differs from the file name",
             ));
         }
-        let max = config.record_bytes_max;
-        let later_has_data = loaded[i + 1..].iter().any(|later| {
-            let from = later.scan.end_bytes + 1;
-            !later.scan.records.is_empty()
-                || later
-                    .scan
-                    .later_record(&later.bytes, later.first, from, max)
-                    .is_some()
-        });
+        let later_has_data = has_data[i + 1..].iter().any(|data| *data);
         if l.scan.records.is_empty() && later_has_data {
             return Err(name_error(
                 0,

@@ -40,7 +40,7 @@ pub use device::{Device, DeviceBuf, SegmentFile};
 pub use dma_device::{prime_dma, DmaDevice};
 pub use log::{Recovered, Wal, WalRecord, WalStats};
 pub use mem_device::{Faults, MemDevice, Tear, SECTOR_BYTES};
-pub use scan::{parse_segment_name, segment_name};
+pub use scan::{free_name, parse_free_name, parse_segment_name, segment_name};
 
 use zinc_protocol::types::Zxid;
 

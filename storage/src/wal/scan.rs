@@ -13,7 +13,20 @@ pub fn segment_name(first: Zxid) -> String {
 
 /// The first zxid of a segment file name, or `None` if the name is not a segment's.
 pub fn parse_segment_name(name: &str) -> Option<Zxid> {
-    let hex = name.strip_suffix(".log")?;
+    parse_hex_name(name.strip_suffix(".log")?)
+}
+
+/// `<first zxid as 16 hex digits>.free`: a purged segment's file kept for reuse as a spare.
+pub fn free_name(first: Zxid) -> String {
+    format!("{:016x}.free", first.0 as u64)
+}
+
+/// The zxid in a purged segment file's name, or `None` if the name is not one.
+pub fn parse_free_name(name: &str) -> Option<Zxid> {
+    parse_hex_name(name.strip_suffix(".free")?)
+}
+
+fn parse_hex_name(hex: &str) -> Option<Zxid> {
     if hex.len() != 16
         || !hex
             .bytes()
@@ -233,6 +246,8 @@ mod tests {
         let z = Zxid(0x0000_0003_0000_0001);
         assert_eq!(segment_name(z), "0000000300000001.log");
         assert_eq!(parse_segment_name(&segment_name(z)), Some(z));
+        assert_eq!(parse_free_name(&free_name(z)), Some(z));
+        assert_eq!(parse_free_name(&segment_name(z)), None);
         for bad in [
             "x.log",
             "0000000300000001.tmp",
