@@ -1,6 +1,9 @@
 //! Benchmark of `storage::tree` (a plain binary, not a timed test):
 //!
-//!   cargo bench -p zinc-storage --bench tree -- [znodes] [data_bytes]
+//!   cargo bench -p zinc-storage --bench tree -- [znodes] [data_bytes] [phase...]
+//!
+//! Phases (all when none is named; the load's creates always run): `set`, `publish`, `clone`,
+//! `reads`, `delete`. Naming some is for profiling one of them.
 //!
 //! On one thread: apply throughput for create, setData and delete (txns built before the
 //! clock starts, in chunks, so their memory does not count); the same setData load while a
@@ -158,7 +161,8 @@ impl Load {
         make: impl Fn(usize) -> Txn,
     ) -> Took {
         let mut elapsed = Took::default();
-        let mut published = self.tree.clone();
+        // Without publishing, no clone is held: every node and branch stays unshared.
+        let mut published = publish_every.map(|_| self.tree.clone());
         for start in (0..count).step_by(CHUNK) {
             let chunk: Vec<(TxnHeader, Txn)> = (start..count.min(start + CHUNK))
                 .map(|i| {
@@ -172,7 +176,7 @@ impl Load {
                 debug_assert_eq!(outcome.err, zinc_protocol::ErrorCode::Ok);
                 black_box(outcome);
                 if publish_every.is_some_and(|every| (start + at + 1) % every == 0) {
-                    published = self.tree.clone();
+                    published = Some(self.tree.clone());
                 }
             }
             elapsed = elapsed.add(Took::since(began));
@@ -207,6 +211,11 @@ fn main() {
         .skip(1)
         .filter_map(|arg| arg.parse().ok())
         .collect();
+    let phases: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| arg.parse::<usize>().is_err())
+        .collect();
+    let runs = |phase: &str| phases.is_empty() || phases.iter().any(|named| named == phase);
     let znodes = args.first().copied().unwrap_or(1_000_000);
     let data_bytes = args.get(1).copied().unwrap_or(100);
     let data = Bytes::from(vec![b'x'; data_bytes]);
@@ -248,9 +257,13 @@ fn main() {
             version: 1,
         })
     };
-    let took = load.run(znodes, None, set);
-    report("setData", znodes, took);
-    for every in BATCHES_PUBLISHED {
+    // `set` named n times runs n times (to profile setData apart from the load).
+    let set_runs = phases.iter().filter(|named| *named == "set").count();
+    for _ in 0..set_runs.max(usize::from(phases.is_empty())) {
+        let took = load.run(znodes, None, set);
+        report("setData", znodes, took);
+    }
+    for every in BATCHES_PUBLISHED.into_iter().filter(|_| runs("publish")) {
         let took = load.run(znodes, Some(every), set);
         report(
             &format!("setData, root published every {every} txns"),
@@ -258,19 +271,23 @@ fn main() {
             took,
         );
     }
-    let began = Took::start();
-    let clones = 1_000_000;
-    for _ in 0..clones {
-        black_box(load.tree.clone());
+    if runs("clone") {
+        let began = Took::start();
+        let clones = 1_000_000;
+        for _ in 0..clones {
+            black_box(load.tree.clone());
+        }
+        report("publish: Tree::clone", clones, Took::since(began));
     }
-    report("publish: Tree::clone", clones, Took::since(began));
-
-    reads(&load.tree, znodes, directories);
-
-    let took = load.run(znodes, None, |i| {
-        Txn::Delete(DeleteTxn { path: node_path(i) })
-    });
-    report("delete", znodes, took);
+    if runs("reads") {
+        reads(&load.tree, znodes, directories);
+    }
+    if runs("delete") {
+        let took = load.run(znodes, None, |i| {
+            Txn::Delete(DeleteTxn { path: node_path(i) })
+        });
+        report("delete", znodes, took);
+    }
     println!("nodes left: {}", load.tree.node_count());
 }
 

@@ -193,24 +193,30 @@ pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
 /// the same bytes as [`encode`], without holding the archive in memory (for a large tree that
 /// buffer was the size of the tree again, faulted in for every snapshot).
 fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<File, SnapshotError> {
-    let out = Checksummed {
-        inner: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
-        crc: 0,
-        len: 0,
-    };
+    // The checksum runs over the buffer's flushes (1 MiB at a time), not over each of the
+    // small writes the serializer makes (several per node).
+    let out = BufWriter::with_capacity(
+        WRITE_BUFFER_BYTES,
+        Checksummed {
+            inner: file,
+            crc: 0,
+            len: 0,
+        },
+    );
     let out = with_record(tree, |record| {
         rkyv::api::high::to_bytes_in::<_, rancor::Error>(record, IoWriter::new(out))
     })
     .map_err(|e| SnapshotError::Encode(format!("{}: {e}", path.display())))?
     .into_inner();
-    let trailer = trailer(out.len, out.crc);
-    let mut buffered = out.inner;
-    buffered
+    let mut checksummed = out
+        .into_inner()
+        .map_err(|e| io_error("write", path)(e.into_error()))?;
+    let trailer = trailer(checksummed.len, checksummed.crc);
+    checksummed
+        .inner
         .write_all(&trailer)
         .map_err(io_error("write", path))?;
-    buffered
-        .into_inner()
-        .map_err(|e| io_error("write", path)(e.into_error()))
+    Ok(checksummed.inner)
 }
 
 /// Bytes of the write buffer between the serializer and a snapshot file.

@@ -102,7 +102,8 @@ impl Tree {
             zxid: header.zxid,
             time: header.time,
         };
-        let mut triggers = Vec::new();
+        // A single op fires two triggers at most (a create or delete: the node and its parent).
+        let mut triggers = Vec::with_capacity(2);
         let result = match txn {
             Txn::Multi(ops) => self.apply_multi(context, ops, &mut triggers),
             Txn::CreateSession(body) => {
@@ -349,18 +350,22 @@ impl Tree {
         Ok(())
     }
 
-    /// Takes a removed node and its descendants out of the digest, the count and the indexes.
+    /// Takes a removed node and its descendants out of the digest, the count and the indexes
+    /// (a leaf, the usual case, without allocating).
     fn forget_subtree(&mut self, path: &str, removed: &Node) {
-        let mut stack = vec![(path.to_owned(), removed.clone())];
+        self.forget_node(path, removed);
+        let mut stack = Vec::new();
+        push_children(&mut stack, path, removed);
         while let Some((path, node)) = stack.pop() {
-            self.digest = self.digest.wrapping_sub(u64::from(node.digest()));
-            self.node_count -= 1;
-            self.unindex_kind(&path, node.persisted_stat().ephemeral_owner);
-            node.children().for_each(|child| {
-                let name = String::from_utf8_lossy(child.name());
-                stack.push((format!("{path}/{name}"), child.clone()));
-            });
+            self.forget_node(&path, &node);
+            push_children(&mut stack, &path, &node);
         }
+    }
+
+    fn forget_node(&mut self, path: &str, node: &Node) {
+        self.digest = self.digest.wrapping_sub(u64::from(node.digest()));
+        self.node_count -= 1;
+        self.unindex_kind(path, node.ephemeral_owner());
     }
 
     fn set_data(
@@ -483,6 +488,14 @@ impl Tree {
             }
         }
     }
+}
+
+/// Adds the children of `node` (at `path`) to `stack` with their paths.
+fn push_children(stack: &mut Vec<(String, Node)>, path: &str, node: &Node) {
+    node.children().for_each(|child| {
+        let name = String::from_utf8_lossy(child.name());
+        stack.push((format!("{path}/{name}"), child.clone()));
+    });
 }
 
 fn trigger(path: &str, event: WatchEvent) -> WatchTrigger {

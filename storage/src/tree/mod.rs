@@ -99,21 +99,32 @@ impl Leaf for PathEntry {
 /// Splits `path` into parent path and child name; `None` for `/` and malformed paths (not
 /// absolute, an empty name anywhere, a trailing slash).
 fn split_parent(path: &str) -> Option<(&str, &str)> {
-    if !path.starts_with('/') || path.len() < 2 || path.contains("//") {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') || bytes.len() < 2 {
         return None;
     }
-    let slash = path.rfind('/')?;
+    // One pass: the last slash, and no two slashes in a row.
+    let mut slash = 0;
+    for (at, pair) in bytes.windows(2).enumerate() {
+        if pair[1] == b'/' {
+            if pair[0] == b'/' {
+                return None;
+            }
+            slash = at + 1;
+        }
+    }
     let parent = if slash == 0 { "/" } else { &path[..slash] };
     let name = &path[slash + 1..];
     (!name.is_empty()).then_some((parent, name))
 }
 
 /// The names along `path` below the root (not for `/` itself); `None` if malformed.
-fn components(path: &str) -> Option<std::str::Split<'_, char>> {
-    if !path.starts_with('/') || path.ends_with('/') {
+fn components(path: &str) -> Option<impl Iterator<Item = &[u8]>> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') || bytes.last() == Some(&b'/') {
         return None;
     }
-    Some(path[1..].split('/'))
+    Some(bytes[1..].split(|byte| *byte == b'/'))
 }
 
 impl Default for Tree {
@@ -182,7 +193,7 @@ impl Tree {
             return Some(node);
         }
         for name in components(path)? {
-            node = node.children().get(name.as_bytes())?;
+            node = node.children().get(name)?;
         }
         Some(node)
     }
@@ -194,7 +205,7 @@ impl Tree {
             return Some(node);
         }
         for name in components(path)? {
-            node = node.children_mut().get_mut(name.as_bytes())?;
+            node = node.children_mut().get_mut(name)?;
         }
         Some(node)
     }

@@ -415,7 +415,8 @@ fn digest_matches_a_fresh_recount() {
 #[test]
 fn bad_paths_fail_cleanly() {
     let mut tree = Tree::new();
-    for path in ["", "a", "/a/", "//"] {
+    apply(&mut tree, 1, create("/a", b"", 1));
+    for path in ["", "a", "/a/", "//", "/a//b", "//a", "/a/b/", "a/b"] {
         let outcome = apply(&mut tree, 1, create(path, b"", 1));
         assert_ne!(outcome.err, ErrorCode::Ok, "{path:?}");
         assert_eq!(tree.stat(path), None, "{path:?}");
@@ -428,7 +429,7 @@ fn bad_paths_fail_cleanly() {
         apply(&mut tree, 3, delete("/")).err,
         ErrorCode::BadArguments
     );
-    assert_eq!(tree.node_count(), 4);
+    assert_eq!(tree.node_count(), 5);
 }
 
 #[test]
