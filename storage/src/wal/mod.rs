@@ -37,7 +37,7 @@ mod scan;
 
 pub use batcher::{Batch, Batcher, Position};
 pub use device::{Device, DeviceBuf, SegmentFile};
-pub use dma_device::{prime_dma, DmaDevice};
+pub use dma_device::{prime_dma, DmaDevice, DmaSegment};
 pub use log::{Recovered, Wal, WalRecord, WalStats};
 pub use mem_device::{Faults, MemDevice, Tear, SECTOR_BYTES};
 pub use scan::{free_name, parse_free_name, parse_segment_name, segment_name};
