@@ -1,16 +1,17 @@
 //! Snapshots in the running server. The core counts logged txns with a seeded
 //! [`SnapshotTrigger`]; when one is due it hands the current tree root (an O(1) clone of the
-//! copy-on-write tree, so writes go on) to `snapshot_loop`. While the previous snapshot is
-//! still being written, each later batch replaces the waiting root with its own, so the next
-//! snapshot holds the newest state when the writer is free (a snapshot of a root that waited
-//! seconds would leave that much more log to replay). `snapshot_loop` waits until the log is
+//! copy-on-write tree, so writes go on) to `snapshot_loop`. A snapshot that falls due while the
+//! previous one is still being written is skipped, as ZooKeeper skips it ("Too busy to snap"):
+//! the trigger counts again from there, so under a write load that outpaces the writer,
+//! snapshots are spaced by the trigger's period instead of following one another back to back
+//! (each one is a walk of the whole tree on a CPU the cores share). `snapshot_loop` waits until the log is
 //! durable through the root's zxid (a snapshot never holds a txn the log could still lose),
 //! then a writer thread at low CPU priority encodes and writes it (temp file, fsync, rename,
 //! directory fsync) and keeps the newest `snap_retain_count`; the core then purges the log
 //! segments that only older snapshots needed. A failed snapshot is reported and costs nothing
 //! else: the log still holds every txn since the last good one.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
@@ -33,6 +34,8 @@ type WriteResult = Result<Option<Zxid>, SnapshotError>;
 pub(crate) struct Waiting {
     root: RefCell<Option<Tree>>,
     filled: Event,
+    /// From the moment `snapshot_loop` takes a root until its snapshot is written (or failed).
+    busy: Cell<bool>,
 }
 
 impl Waiting {
@@ -87,15 +90,14 @@ impl Snapshots {
         self.due = true;
     }
 
-    /// Hands `root` over if a snapshot is due, or if an older root is still waiting for the
-    /// writer (the newer one takes its place).
+    /// Hands `root` over if a snapshot is due and the writer is free; a snapshot due while
+    /// the writer is busy is skipped (see the module doc).
     pub(crate) fn offer(&mut self, root: &Tree) {
-        let mut waiting = self.waiting.root.borrow_mut();
-        if self.due || waiting.is_some() {
-            *waiting = Some(root.clone());
-            self.due = false;
-            self.waiting.filled.notify(1);
+        if !std::mem::take(&mut self.due) || self.waiting.busy.get() {
+            return;
         }
+        *self.waiting.root.borrow_mut() = Some(root.clone());
+        self.waiting.filled.notify(1);
     }
 }
 
@@ -114,7 +116,9 @@ pub(crate) async fn snapshot_loop(
         }
     };
     loop {
+        waiting.busy.set(false);
         let root = waiting.take().await;
+        waiting.busy.set(true);
         let zxid = root.last_zxid();
         if wal.wait_durable(zxid).await.is_err() {
             // The log failed; the core stops the process.
