@@ -2,7 +2,10 @@
 //!
 //! The tree is copy-on-write, so the writer encodes a clone while the Zab core keeps applying;
 //! encoding and writing are blocking calls the server runs off its cores' hot paths (a
-//! low-priority queue or a blocking thread). A snapshot is written to `<name>.tmp`, fsynced,
+//! low-priority queue or a blocking thread). The file is written at a bounded rate, its
+//! writeback started chunk by chunk (see `Paced`), so that the log's flushes, which share the
+//! disk's cache flush, do not wait behind a burst of snapshot bytes. A snapshot is written to
+//! `<name>.tmp`, fsynced,
 //! renamed to `snap/<zxid as 16 hex digits>.rkyv` and the directory fsynced, so a crash at any
 //! point leaves the previous snapshots intact (a stray `.tmp` is removed later).
 //!
@@ -198,7 +201,7 @@ fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<File, SnapshotErr
     let out = BufWriter::with_capacity(
         WRITE_BUFFER_BYTES,
         Checksummed {
-            inner: file,
+            inner: Paced::new(file),
             crc: 0,
             len: 0,
         },
@@ -208,15 +211,77 @@ fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<File, SnapshotErr
     })
     .map_err(|e| SnapshotError::Encode(format!("{}: {e}", path.display())))?
     .into_inner();
-    let mut checksummed = out
+    let checksummed = out
         .into_inner()
         .map_err(|e| io_error("write", path)(e.into_error()))?;
     let trailer = trailer(checksummed.len, checksummed.crc);
-    checksummed
-        .inner
-        .write_all(&trailer)
-        .map_err(io_error("write", path))?;
-    Ok(checksummed.inner)
+    let mut file = checksummed.inner.file;
+    file.write_all(&trailer).map_err(io_error("write", path))?;
+    Ok(file)
+}
+
+/// Snapshot bytes written to disk per second at most.
+const WRITE_BYTES_PER_S: f64 = 64e6;
+
+/// Spreads a snapshot's writes to the disk over time. The disk's cache flush is shared: a log
+/// write that waits for one waits for whatever the snapshot has handed the disk before it. So
+/// each chunk is handed to writeback as soon as it is written (`sync_file_range`), the chunk
+/// before it is waited for, and the writer sleeps while it is ahead of `WRITE_BYTES_PER_S`:
+/// the snapshot never has more than two chunks in flight, nor floods the disk between two log
+/// flushes.
+struct Paced {
+    file: File,
+    written: u64,
+    waited: u64,
+    started: std::time::Instant,
+}
+
+impl Paced {
+    fn new(file: File) -> Paced {
+        Paced {
+            file,
+            written: 0,
+            waited: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn sync_range(&self, from: u64, len: u64, flags: libc::c_uint) -> std::io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: sync_file_range on an open descriptor this struct owns; no memory is passed.
+        let result =
+            unsafe { libc::sync_file_range(self.file.as_raw_fd(), from as i64, len as i64, flags) };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+impl Write for Paced {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(buf)?;
+        let start = self.written;
+        self.written += written as u64;
+        self.sync_range(start, written as u64, libc::SYNC_FILE_RANGE_WRITE)?;
+        if start > self.waited {
+            let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            self.sync_range(self.waited, start - self.waited, all)?;
+            self.waited = start;
+        }
+        let due = std::time::Duration::from_secs_f64(self.written as f64 / WRITE_BYTES_PER_S);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Bytes of the write buffer between the serializer and a snapshot file.
