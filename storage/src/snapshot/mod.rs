@@ -5,9 +5,9 @@
 //! low-priority queue or a blocking thread). The file is written at a bounded rate, its
 //! writeback started chunk by chunk (see `Paced`), so that the log's flushes, which share the
 //! disk's cache flush, do not wait behind a burst of snapshot bytes. A snapshot is written to
-//! `<name>.tmp`, fsynced,
-//! renamed to `snap/<zxid as 16 hex digits>.rkyv` and the directory fsynced, so a crash at any
-//! point leaves the previous snapshots intact (a stray `.tmp` is removed later).
+//! `<name>.tmp`, fsynced, renamed to `snap/<zxid as 16 hex digits>.rkyv` and the directory
+//! fsynced, so a crash at any point leaves the previous snapshots intact (a stray `.tmp` is
+//! removed later).
 //!
 //! File layout: the rkyv archive, then a 24-byte trailer: magic `ZINCSNP2`, the archive's
 //! length (u64 LE), its CRC32C (u32 LE) and 4 zero bytes. Loading maps the file, checks the
