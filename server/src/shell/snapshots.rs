@@ -4,12 +4,12 @@
 //! previous one is still being written is skipped, as ZooKeeper skips it ("Too busy to snap"):
 //! the trigger counts again from there, so under a write load that outpaces the writer,
 //! snapshots are spaced by the trigger's period instead of following one another back to back
-//! (each one is a walk of the whole tree on a CPU the cores share). `snapshot_loop` waits until the log is
-//! durable through the root's zxid (a snapshot never holds a txn the log could still lose),
-//! then a writer thread at low CPU priority encodes and writes it (temp file, fsync, rename,
-//! directory fsync) and keeps the newest `snap_retain_count`; the core then purges the log
-//! segments that only older snapshots needed. A failed snapshot is reported and costs nothing
-//! else: the log still holds every txn since the last good one.
+//! (each one is a walk of the whole tree on a CPU the cores share). `snapshot_loop` waits until
+//! the log is durable through the root's zxid (a snapshot never holds a txn the log could still
+//! lose), then a writer thread at low CPU priority encodes and writes it (temp file, fsync,
+//! rename, directory fsync) and keeps the newest `snap_retain_count`; the core then purges the
+//! log segments that only older snapshots needed. A failed snapshot is reported and costs
+//! nothing else: the log still holds every txn since the last good one.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
