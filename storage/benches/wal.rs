@@ -189,9 +189,9 @@ fn main() {
                 table.add("io-uring write, then fdatasync", col.clone(), s);
             }
             if run("dma-raw") {
-                let s = on_executor(dma_raw(args.dir.clone(), batch, secs));
+                let s = on_executor(dma_raw(args.dir.clone(), batch, secs, false));
                 table.add("glommio DmaFile write, then fdatasync", col.clone(), s);
-                let s = on_executor(dma_dsync(args.dir.clone(), batch, secs));
+                let s = on_executor(dma_raw(args.dir.clone(), batch, secs, true));
                 table.add("glommio DmaFile O_DSYNC write", col.clone(), s);
                 let s = on_executor(blocking_uring_raw(args.dir.clone(), batch, secs));
                 table.add("glommio spawn_blocking: io-uring linked", col.clone(), s);
@@ -388,12 +388,16 @@ fn prezeroed_file(dir: &Path) -> PathBuf {
     path
 }
 
-async fn dma_raw(dir: PathBuf, batch: usize, seconds: f64) -> Sample {
+/// Writes `batch` bytes per round through a glommio DmaFile: a write, then an fdatasync; or,
+/// with `dsync`, one write on a file opened with O_DSYNC (durable when it completes, one trip
+/// through the executor's ring instead of two).
+async fn dma_raw(dir: PathBuf, batch: usize, seconds: f64, dsync: bool) -> Sample {
     prime_dma(&dir).await.expect("prime dma");
     let path = prezeroed_file(&dir);
     let file = glommio::io::OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(if dsync { libc::O_DSYNC } else { 0 })
         .dma_open(&path)
         .await
         .expect("open raw file");
@@ -405,33 +409,9 @@ async fn dma_raw(dir: PathBuf, batch: usize, seconds: f64) -> Sample {
         let mut buf = DmaFile::alloc_dma_buffer(&file, batch);
         buf.as_bytes_mut().fill(0x5a);
         file.write_at(buf, offset).await.expect("write");
-        file.fdatasync().await.expect("fdatasync");
-        offset = (offset + batch as u64) % RAW_FILE_BYTES;
-        syncs += 1;
-    }
-    Sample::raw(syncs, batch, start.elapsed().as_secs_f64())
-}
-
-/// The same writes through a DmaFile opened with O_DSYNC: each write is durable when it
-/// completes, one trip through the executor's ring per batch instead of two.
-async fn dma_dsync(dir: PathBuf, batch: usize, seconds: f64) -> Sample {
-    prime_dma(&dir).await.expect("prime dma");
-    let path = prezeroed_file(&dir);
-    let file = glommio::io::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_DSYNC)
-        .dma_open(&path)
-        .await
-        .expect("open raw file O_DSYNC");
-    let mut offset = 0u64;
-    let mut syncs = 0;
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let start = Instant::now();
-    while Instant::now() < deadline {
-        let mut buf = DmaFile::alloc_dma_buffer(&file, batch);
-        buf.as_bytes_mut().fill(0x5a);
-        file.write_at(buf, offset).await.expect("write");
+        if !dsync {
+            file.fdatasync().await.expect("fdatasync");
+        }
         offset = (offset + batch as u64) % RAW_FILE_BYTES;
         syncs += 1;
     }

@@ -566,7 +566,11 @@ fn stat_lengths(bytes: &[u8]) -> u64 {
 
 /// Length of the encoded stat at the start of `bytes`.
 fn stat_len(bytes: &[u8]) -> usize {
-    let lengths = stat_lengths(bytes);
+    stat_len_of(stat_lengths(bytes))
+}
+
+/// Length of an encoded stat with these field lengths.
+fn stat_len_of(lengths: u64) -> usize {
     // Add the nibbles: pairs into bytes, then the five bytes into the top one of the product.
     let pairs = (lengths & 0x0f_0f0f_0f0f) + ((lengths >> 4) & 0x0f_0f0f_0f0f);
     STAT_LENGTHS_BYTES + ((pairs.wrapping_mul(0x01_0101_0101) >> 32) & 0xff) as usize
@@ -576,7 +580,8 @@ fn stat_len(bytes: &[u8]) -> usize {
 fn decode_stat(bytes: &[u8]) -> StatPersisted {
     // Each field is one eight-byte load: from `bytes` when eight bytes follow the stat (the
     // node's data), otherwise from a copy with room after it.
-    let len = stat_len(bytes);
+    let lengths = stat_lengths(bytes);
+    let len = stat_len_of(lengths);
     let mut buffer = [0u8; STAT_BUFFER_BYTES];
     let bytes = if bytes.len() >= len + 8 {
         bytes
@@ -584,7 +589,6 @@ fn decode_stat(bytes: &[u8]) -> StatPersisted {
         buffer[..len].copy_from_slice(&bytes[..len]);
         &buffer[..]
     };
-    let lengths = stat_lengths(bytes);
     let mut fields = [0i64; STAT_FIELDS];
     let mut at = STAT_LENGTHS_BYTES;
     for (index, field) in fields.iter_mut().enumerate() {
