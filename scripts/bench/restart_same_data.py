@@ -4,9 +4,9 @@ of start-up changes.
 
 Each run copies --data (a Zinc data directory, e.g. one restart.py's load left, or one made with
 `zinc-bench --workload create` and `--workload set` against a server, then SIGKILL) to a scratch
-directory, reads every file once (so the page cache is warm for every binary alike), starts the
-binary on it, and times until a plain client's getData succeeds (restart.py's measure). Kills
-what it starts.
+directory, reads every file once (so the page cache is warm for every binary alike), syncs (so
+no binary's start waits for the copy's write-back), starts the binary on it, and times until a
+plain client's getData succeeds (restart.py's measure). Kills what it starts.
 
   python3 scripts/bench/restart_same_data.py --data /path/to/data \\
       --binary old=/tmp/old/zinc --binary new=target/release/zinc --rounds 2 --runs 2
@@ -32,6 +32,9 @@ def run_once(binary, data, scratch):
             with open(os.path.join(root, name), "rb") as f:
                 while f.read(1 << 20):
                     pass
+    # The copy's dirty pages would otherwise be written back during the start, and the first
+    # write's sync would wait for them.
+    os.sync()
     port = restart.free_port()
     log_path = os.path.join(scratch, "server.log")
     with open(log_path, "w") as log:

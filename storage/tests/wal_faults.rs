@@ -10,7 +10,7 @@ use std::rc::Rc;
 use futures_lite::future::block_on;
 use wal_support::*;
 use zinc_protocol::types::Zxid;
-use zinc_storage::wal::{MemDevice, Tear, Wal, WalConfig, WalError};
+use zinc_storage::wal::{Device, MemDevice, Tear, Wal, WalConfig, WalError};
 
 #[test]
 fn fsync_error_is_fatal_and_nothing_unsynced_is_reported_durable() {
@@ -205,7 +205,7 @@ fn concurrent_appenders_share_group_commits() {
 }
 
 #[test]
-fn rolls_use_the_spare_segment_and_a_crash_leaves_no_stray_spare() {
+fn rolls_use_the_spare_segment_and_a_crash_keeps_a_whole_spare() {
     on_glommio(async {
         let dev = MemDevice::new();
         let wal = Rc::new(open_async(&dev).await.unwrap().0);
@@ -218,9 +218,41 @@ fn rolls_use_the_spare_segment_and_a_crash_leaves_no_stray_spare() {
         drop(wal);
         dev.crash(Tear::Sectors { seed: 7 });
         let (wal, rec) = open_async(&dev).await.unwrap();
+        let wal = Rc::new(wal);
         assert_eq!(check_records(&rec, 984), (1..=300).collect::<Vec<_>>());
-        assert!(!dev.file_names().contains(&"next.spare".to_string()));
-        assert_eq!(dev.file_names().len(), wal.segments().len());
+        // The spare was complete before it got its name: kept, not zero-filled again.
+        let names = dev.file_names();
+        assert!(names.contains(&"next.spare".to_string()), "{names:?}");
+        assert_eq!(names.len(), wal.segments().len() + 1, "{names:?}");
+        // The next roll takes that file (marked past anything the log writes there), not a
+        // new zero-filled one.
+        let marker = [0x5a; 8];
+        dev.write_durable("next.spare", 64 * 1024 - marker.len(), &marker);
+        let segments = wal.segments().len();
+        while wal.segments().len() == segments {
+            concurrent_appends(&wal, 1, 1, 984).await;
+        }
+        let newest = wal.segments().last().copied().unwrap();
+        let bytes = dev.file_bytes(&format!("{:016x}.log", newest.0)).unwrap();
+        assert_eq!(bytes[bytes.len() - marker.len()..], marker);
+    });
+}
+
+#[test]
+fn a_half_made_spare_is_removed_at_open() {
+    on_glommio(async {
+        let dev = MemDevice::new();
+        let (wal, _) = open_async(&dev).await.unwrap();
+        drop(wal);
+        // A crash while a spare was zero-filled leaves it under its temporary name; a file of
+        // the wrong size under the spare's name is not a spare either.
+        dev.create_zeroed("next.spare.tmp", 4096).await.unwrap();
+        dev.create_zeroed("next.spare", 4096).await.unwrap();
+        let (wal, _) = open_async(&dev).await.unwrap();
+        let names = dev.file_names();
+        assert!(!names.contains(&"next.spare.tmp".to_string()), "{names:?}");
+        assert!(!names.contains(&"next.spare".to_string()), "{names:?}");
+        assert_eq!(names.len(), wal.segments().len(), "{names:?}");
     });
 }
 

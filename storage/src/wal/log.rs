@@ -27,6 +27,10 @@ use super::{WalConfig, WalError};
 /// The pre-zeroed file that becomes the next segment (not a segment name, so never listed).
 const SPARE_NAME: &str = "next.spare";
 
+/// A spare being zero-filled; renamed to [`SPARE_NAME`] once complete, so a spare found by
+/// [`Wal::open`] is whole and kept, and one found under this name is removed.
+const SPARE_TEMP_NAME: &str = "next.spare.tmp";
+
 /// Most purged segment files kept for reuse as spares (`<first zxid>.free`); more are removed.
 const FREE_SEGMENTS_MAX: usize = 4;
 
@@ -119,7 +123,7 @@ impl<D: Device> Wal<D> {
             file: device.describe(""),
             source,
         })?;
-        remove_stale_spare(&device, &names).await?;
+        let spare = open_spare(&device, &config, &names).await?;
         let mut segments: Vec<Zxid> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         segments.sort();
         let free: Vec<String> = names
@@ -172,7 +176,7 @@ impl<D: Device> Wal<D> {
                 segments,
                 current: None,
                 failed: None,
-                spare: None,
+                spare,
                 spare_blocked: false,
                 free,
             }),
@@ -301,7 +305,16 @@ impl<D: Device> Wal<D> {
         }
         let spare = match self.reuse_free().await? {
             Some(file) => file,
-            None => self.create_file(SPARE_NAME).await?,
+            None => {
+                let file = self.create_file(SPARE_TEMP_NAME).await?;
+                let renamed = self.device.rename(SPARE_TEMP_NAME, SPARE_NAME).await;
+                renamed.map_err(|source| WalError::Io {
+                    op: "rename",
+                    file: self.device.describe(SPARE_NAME),
+                    source,
+                })?;
+                file
+            }
         };
         self.state.borrow_mut().spare = Some(Rc::new(spare));
         Ok(())
@@ -612,19 +625,37 @@ impl<D: Device> Wal<D> {
     }
 }
 
-/// A spare left by a crash may be half zero-filled: start over.
-async fn remove_stale_spare<D: Device>(device: &D, names: &[String]) -> Result<(), WalError> {
-    if names.iter().any(|n| n == SPARE_NAME) {
-        device
-            .remove(SPARE_NAME)
-            .await
-            .map_err(|source| WalError::Io {
-                op: "remove",
-                file: device.describe(SPARE_NAME),
-                source,
-            })?;
+/// The spare a previous run left, kept if it has the segment size: a spare is zero-filled
+/// under [`SPARE_TEMP_NAME`] and only then renamed, so one found whole needs no second
+/// zero-fill (which would write the segment's size again, just as the first writes after a
+/// start want the disk). A half-made one (the temp name, or a wrong size) is removed.
+async fn open_spare<D: Device>(
+    device: &D,
+    config: &WalConfig,
+    names: &[String],
+) -> Result<Option<Rc<D::File>>, WalError> {
+    let io_error = |op, name, source| WalError::Io {
+        op,
+        file: device.describe(name),
+        source,
+    };
+    if names.iter().any(|n| n == SPARE_TEMP_NAME) {
+        let removed = device.remove(SPARE_TEMP_NAME).await;
+        removed.map_err(|e| io_error("remove", SPARE_TEMP_NAME, e))?;
     }
-    Ok(())
+    if !names.iter().any(|n| n == SPARE_NAME) {
+        return Ok(None);
+    }
+    let file = device.open(SPARE_NAME).await;
+    let file = file.map_err(|e| io_error("open", SPARE_NAME, e))?;
+    let len_bytes = file.len_bytes().await;
+    if len_bytes.map_err(|e| io_error("stat", SPARE_NAME, e))? == config.segment_bytes {
+        return Ok(Some(Rc::new(file)));
+    }
+    drop(file);
+    let removed = device.remove(SPARE_NAME).await;
+    removed.map_err(|e| io_error("remove", SPARE_NAME, e))?;
+    Ok(None)
 }
 
 async fn open_segment<D: Device>(device: &D, first: Zxid) -> Result<D::File, WalError> {

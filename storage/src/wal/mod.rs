@@ -3,7 +3,8 @@
 //! Layout: segment files `<first zxid as 16 hex digits>.log` in one directory, each
 //! pre-allocated to `segment_bytes` (a pre-written file syncs about twice as fast as a growing
 //! one; [`Wal::run`] keeps one spare, `next.spare`, ready in the background so a roll is a
-//! rename), records packed back to back ([`record`]), written with O_DIRECT in block-aligned
+//! rename; it is zero-filled as `next.spare.tmp` and renamed when whole, so a start keeps the
+//! spare it finds instead of zero-filling another), records packed back to back ([`record`]), written with O_DIRECT in block-aligned
 //! writes. One write plus one fdatasync per group commit ([`batcher`], pure); the batch closes
 //! when the previous sync returns or at `batch_bytes_max`/`batch_records_max`. [`Wal`] is the
 //! async driver over a [`Device`]: [`DmaDevice`] (glommio DMA files) in production,
