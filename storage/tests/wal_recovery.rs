@@ -50,6 +50,41 @@ fn replay_after_skips_old_records_and_segments() {
 }
 
 #[test]
+fn segments_the_snapshot_covers_are_not_read_unless_the_last_is_empty() {
+    let dev = MemDevice::new();
+    let (wal, _) = open(&dev).unwrap();
+    append_durable(&wal, 1..=200, PAYLOAD);
+    let segments = wal.segments();
+    drop(wal);
+    let last = *segments.last().unwrap();
+    let before_last = segments[segments.len() - 2];
+    // Damage in the segment before the last: a replay from before it finds it, a replay
+    // that starts in the last segment does not read it.
+    dev.flip_bit(&segment_name(before_last), 3 * 1000 + 500, 2);
+    assert!(open(&dev).is_err());
+    let replay_after = Zxid(last.0 + 1);
+    let (_, rec) = block_on(Wal::open(dev.clone(), small_config(), replay_after)).unwrap();
+    assert_eq!(
+        check_records(&rec, PAYLOAD),
+        (last.0 + 2..=200).collect::<Vec<_>>()
+    );
+    assert_eq!(rec.last_zxid, Some(Zxid(200)));
+    // An empty segment after the last one (its first write lost): the one before it holds the
+    // log's end, so it is read, and appending goes on there.
+    block_on(dev.create_zeroed(&segment_name(Zxid(201)), 64 * 1024)).unwrap();
+    let (wal, rec) = block_on(Wal::open(dev.clone(), small_config(), Zxid(201))).unwrap();
+    assert_eq!((rec.records.len(), rec.last_zxid), (0, Some(Zxid(200))));
+    assert_eq!(wal.segments().last(), Some(&last));
+    append_durable(&wal, 201..=210, PAYLOAD);
+    drop(wal);
+    let (_, rec) = block_on(Wal::open(dev.clone(), small_config(), replay_after)).unwrap();
+    assert_eq!(
+        check_records(&rec, PAYLOAD),
+        (last.0 + 2..=210).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn purge_removes_only_segments_wholly_at_or_below_the_zxid() {
     let dev = MemDevice::new();
     let (wal, _) = open(&dev).unwrap();

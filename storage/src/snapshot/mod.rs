@@ -22,18 +22,21 @@
 
 mod trigger;
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use rkyv::rancor;
+use rkyv::munge::munge;
+use rkyv::rancor::{self, Fallible};
 use rkyv::ser::writer::IoWriter;
+use rkyv::ser::{Allocator, Writer, WriterExt};
+use rkyv::string::{ArchivedString, StringResolver};
 use rkyv::util::AlignedVec;
-use rkyv::with::{AsOwned, Map};
+use rkyv::vec::{ArchivedVec, VecResolver};
+use rkyv::{Archive, Place, Serialize};
 use zinc_protocol::{Acl, Id, StatPersisted, Zxid};
 
-use crate::tree::{RestoredNode, Tree};
+use crate::tree::{NodeRef, RestoredNode, Tree};
 
 pub use trigger::SnapshotTrigger;
 
@@ -94,30 +97,113 @@ struct NodeRecord {
     parent: u32,
 }
 
-/// What the writer serializes for a `NodeRecord`: the same archived bytes, with the path
-/// borrowed from one buffer of all paths and the data borrowed from the tree (no copy of
-/// either before rkyv writes them into the archive).
-#[derive(rkyv::Archive, rkyv::Serialize)]
-#[rkyv(
-    as = ArchivedNodeRecord,
-    serialize_bounds(__S: rkyv::ser::Writer + rkyv::ser::Allocator, __S::Error: rkyv::rancor::Source)
-)]
-struct NodeRecordRef<'a> {
-    #[rkyv(with = AsOwned, omit_bounds)]
-    path: Cow<'a, str>,
-    czxid: i64,
-    mzxid: i64,
-    ctime: i64,
-    mtime: i64,
-    version: i32,
-    cversion: i32,
-    aversion: i32,
-    ephemeral_owner: i64,
-    pzxid: i64,
-    #[rkyv(with = Map<AsOwned>, omit_bounds)]
-    data: Option<Cow<'a, [u8]>>,
+/// What the writer serializes for a `NodeRecord` (the same archived type): the path and the
+/// data borrowed from the tree, no copy of either before they are written into the archive.
+struct NodeOut<'a> {
+    path: PathStr<'a>,
+    stat: StatPersisted,
+    data: Option<DataSlice<'a>>,
     acl: u32,
     parent: u32,
+}
+
+/// Where a node's path and data went in the archive.
+struct NodeOutResolver {
+    path: StringResolver,
+    data: Option<VecResolver>,
+}
+
+impl Archive for NodeOut<'_> {
+    type Archived = ArchivedNodeRecord;
+    type Resolver = NodeOutResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: Place<Self::Archived>) {
+        munge!(let ArchivedNodeRecord {
+            path,
+            czxid,
+            mzxid,
+            ctime,
+            mtime,
+            version,
+            cversion,
+            aversion,
+            ephemeral_owner,
+            pzxid,
+            data,
+            acl,
+            parent,
+        } = out);
+        self.path.resolve(resolver.path, path);
+        self.stat.czxid.resolve((), czxid);
+        self.stat.mzxid.resolve((), mzxid);
+        self.stat.ctime.resolve((), ctime);
+        self.stat.mtime.resolve((), mtime);
+        self.stat.version.resolve((), version);
+        self.stat.cversion.resolve((), cversion);
+        self.stat.aversion.resolve((), aversion);
+        self.stat.ephemeral_owner.resolve((), ephemeral_owner);
+        self.stat.pzxid.resolve((), pzxid);
+        self.data.resolve(resolver.data, data);
+        self.acl.resolve((), acl);
+        self.parent.resolve((), parent);
+    }
+}
+
+impl<S> Serialize<S> for NodeOut<'_>
+where
+    S: Fallible + Writer + Allocator + ?Sized,
+    S::Error: rancor::Source,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        Ok(NodeOutResolver {
+            path: self.path.serialize(serializer)?,
+            data: self.data.serialize(serializer)?,
+        })
+    }
+}
+
+/// A borrowed path, archived as the `String` of a `NodeRecord`.
+struct PathStr<'a>(&'a str);
+
+impl Archive for PathStr<'_> {
+    type Archived = ArchivedString;
+    type Resolver = StringResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: Place<Self::Archived>) {
+        ArchivedString::resolve_from_str(self.0, resolver, out);
+    }
+}
+
+impl<S> Serialize<S> for PathStr<'_>
+where
+    S: Fallible + Writer + ?Sized,
+    S::Error: rancor::Source,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        ArchivedString::serialize_from_str(self.0, serializer)
+    }
+}
+
+/// Borrowed data, archived as the `Vec<u8>` of a `NodeRecord`.
+struct DataSlice<'a>(&'a [u8]);
+
+impl Archive for DataSlice<'_> {
+    type Archived = ArchivedVec<u8>;
+    type Resolver = VecResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: Place<Self::Archived>) {
+        ArchivedVec::resolve_from_len(self.0.len(), resolver, out);
+    }
+}
+
+impl<S> Serialize<S> for DataSlice<'_>
+where
+    S: Fallible + Writer + Allocator + ?Sized,
+    S::Error: rancor::Source,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        ArchivedVec::<u8>::serialize_from_slice(self.0, serializer)
+    }
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, Debug)]
@@ -127,7 +213,7 @@ struct SessionRecord {
 }
 
 /// The file's layout. Only its archived form is used: decode reads `ArchivedSnapshotRecord`,
-/// and `SnapshotRecordRef` writes one.
+/// and `SnapshotOf` writes one.
 #[allow(dead_code)]
 #[derive(rkyv::Archive, rkyv::Serialize, Debug)]
 struct SnapshotRecord {
@@ -139,20 +225,175 @@ struct SnapshotRecord {
     sessions: Vec<SessionRecord>,
 }
 
-/// What the writer serializes for a `SnapshotRecord` (same archived bytes).
-#[derive(rkyv::Archive, rkyv::Serialize)]
-#[rkyv(
-    as = ArchivedSnapshotRecord,
-    serialize_bounds(__S: rkyv::ser::Writer + rkyv::ser::Allocator, __S::Error: rkyv::rancor::Source)
-)]
-struct SnapshotRecordRef<'a> {
-    zxid: i64,
-    node_count: u64,
-    digest: i64,
-    acls: Vec<Vec<AclRecord>>,
-    #[rkyv(omit_bounds)]
-    nodes: Vec<NodeRecordRef<'a>>,
+/// What the writer serializes for a `SnapshotRecord`: the same archived type, with the nodes
+/// read from the tree while they are written (see its `Serialize`), never listed first.
+struct SnapshotOf<'t> {
+    tree: &'t Tree,
     sessions: Vec<SessionRecord>,
+}
+
+impl<'t> SnapshotOf<'t> {
+    fn new(tree: &'t Tree) -> Self {
+        let sessions = tree
+            .sessions()
+            .into_iter()
+            .map(|(id, timeout_ms)| SessionRecord { id, timeout_ms })
+            .collect();
+        SnapshotOf { tree, sessions }
+    }
+}
+
+struct SnapshotOfResolver {
+    acls: VecResolver,
+    acl_count: usize,
+    nodes: VecResolver,
+    node_count: usize,
+    sessions: VecResolver,
+}
+
+impl Archive for SnapshotOf<'_> {
+    type Archived = ArchivedSnapshotRecord;
+    type Resolver = SnapshotOfResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: Place<Self::Archived>) {
+        munge!(let ArchivedSnapshotRecord { zxid, node_count, digest, acls, nodes, sessions } = out);
+        self.tree.last_zxid().0.resolve((), zxid);
+        self.tree.node_count().resolve((), node_count);
+        self.tree.digest().resolve((), digest);
+        ArchivedVec::resolve_from_len(resolver.acl_count, resolver.acls, acls);
+        ArchivedVec::resolve_from_len(resolver.node_count, resolver.nodes, nodes);
+        ArchivedVec::resolve_from_len(self.sessions.len(), resolver.sessions, sessions);
+    }
+}
+
+impl<S> Serialize<S> for SnapshotOf<'_>
+where
+    S: Fallible + Writer + Allocator + ?Sized,
+    S::Error: rancor::Source,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        // The archive's fields point forward in field order (rkyv's validation requires it),
+        // so the ACL lists are written before the nodes: all the tree's interned lists.
+        let lists = self.tree.acl_lists();
+        let acl_records: Vec<Vec<AclRecord>> = lists
+            .iter()
+            .map(|(_, list)| list.iter().map(acl_record).collect())
+            .collect();
+        let acls = ArchivedVec::serialize_from_slice(&acl_records, serializer)?;
+        let ids: Vec<usize> = lists.iter().map(|(id, _)| *id).collect();
+        let (nodes, node_count) = serialize_nodes(self.tree, &ids, serializer)?;
+        let sessions = ArchivedVec::serialize_from_slice(&self.sessions, serializer)?;
+        Ok(SnapshotOfResolver {
+            acls,
+            acl_count: acl_records.len(),
+            nodes,
+            node_count,
+            sessions,
+        })
+    }
+}
+
+/// A node's ACL list is not among the tree's interned lists (a bug, reported, never written).
+#[derive(Debug, thiserror::Error)]
+#[error("node {0} uses an ACL list the tree has not interned")]
+struct UnknownAcl(String);
+
+/// Writes the tree's nodes as the archive's node array, in two walks of the tree (which a
+/// `&Tree` cannot change between them): the first writes each node's path and data and keeps
+/// only their positions, the second writes the fixed-size records that point at them. Each
+/// record indexes `acl_ids` (the ACL lists' ids in archive order). Returns the array and its
+/// length.
+fn serialize_nodes<S>(
+    tree: &Tree,
+    acl_ids: &[usize],
+    serializer: &mut S,
+) -> Result<(VecResolver, usize), S::Error>
+where
+    S: Fallible + Writer + Allocator + ?Sized,
+    S::Error: rancor::Source,
+{
+    let index_of: std::collections::HashMap<usize, u32> = acl_ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| (*id, index as u32))
+        .collect();
+    // Most nodes share one list: the last one found is checked before the map.
+    let mut last = None;
+    let mut resolvers = Vec::with_capacity(tree.node_count() as usize);
+    let mut failed = None;
+    tree.for_each_node_with_parent(|path, parent, node| {
+        if failed.is_some() {
+            return;
+        }
+        let id = node.acl_id();
+        let acl = match last {
+            Some((last_id, index)) if last_id == id => index,
+            _ => match index_of.get(&id) {
+                Some(index) => {
+                    last = Some((id, *index));
+                    *index
+                }
+                None => {
+                    failed = Some(<S::Error as rancor::Source>::new(UnknownAcl(
+                        path.to_string(),
+                    )));
+                    return;
+                }
+            },
+        };
+        match node_record(path, parent, &node, acl, false).serialize(serializer) {
+            Ok(resolver) => resolvers.push((resolver, acl)),
+            Err(error) => failed = Some(error),
+        }
+    });
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    let count = resolvers.len();
+    let pos = serializer.align_for::<ArchivedNodeRecord>()?;
+    let mut resolvers = resolvers.into_iter();
+    tree.for_each_node_with_parent(|path, parent, node| {
+        if failed.is_some() {
+            return;
+        }
+        let Some((resolver, acl)) = resolvers.next() else {
+            return;
+        };
+        let record = node_record(path, parent, &node, acl, true);
+        // SAFETY: the second walk visits the same nodes in the same order with the same paths
+        // and data as the first (the tree is borrowed immutably throughout), so `resolver` is
+        // what serializing this very record returned; the array started aligned for the
+        // records, and each record is written right after the previous one.
+        if let Err(error) = unsafe { serializer.resolve_aligned(&record, resolver) } {
+            failed = Some(error);
+        }
+    });
+    match failed {
+        Some(error) => Err(error),
+        None => Ok((VecResolver::from_pos(pos), count)),
+    }
+}
+
+/// One node's record, its path and data borrowed. The stat is read only for the record itself
+/// (`with_stat`): serializing writes just the path and the data.
+fn node_record<'a>(
+    path: &'a str,
+    parent: u32,
+    node: &NodeRef<'a>,
+    acl: u32,
+    with_stat: bool,
+) -> NodeOut<'a> {
+    NodeOut {
+        path: PathStr(path),
+        stat: if with_stat {
+            node.persisted_stat()
+        } else {
+            StatPersisted::default()
+        },
+        data: node.data().map(DataSlice),
+        acl,
+        parent,
+    }
 }
 
 /// `<zxid as 16 lowercase hex digits>.rkyv`.
@@ -175,21 +416,19 @@ pub fn parse_snapshot_name(name: &str) -> Option<Zxid> {
 
 /// Encodes `tree` as a snapshot file's bytes (archive + trailer). Pure CPU work.
 pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
-    with_record(tree, |record| {
-        // The archive is serialized into a buffer of about its final size and the trailer is
-        // appended to it: growing the buffer by doubling, or copying the archive into another
-        // one, would copy and fault in the whole snapshot (hundreds of MB for a large tree).
-        let estimate = archive_estimate(record) + TRAILER_BYTES;
-        let mut bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
-            record,
-            AlignedVec::with_capacity(estimate),
-        )
-        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
-        let crc = crc32c::crc32c(&bytes);
-        let trailer = trailer(bytes.len(), crc);
-        bytes.extend_from_slice(&trailer);
-        Ok(bytes)
-    })
+    // The archive is serialized into a buffer of about its final size and the trailer is
+    // appended to it: growing the buffer by doubling, or copying the archive into another one,
+    // would copy and fault in the whole snapshot (hundreds of MB for a large tree).
+    let estimate = archive_estimate(tree) + TRAILER_BYTES;
+    let mut bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
+        &SnapshotOf::new(tree),
+        AlignedVec::with_capacity(estimate),
+    )
+    .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    let crc = crc32c::crc32c(&bytes);
+    let trailer = trailer(bytes.len(), crc);
+    bytes.extend_from_slice(&trailer);
+    Ok(bytes)
 }
 
 /// Serializes the snapshot of `tree` straight into `file` (buffered) and appends the trailer:
@@ -206,9 +445,10 @@ fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<File, SnapshotErr
             len: 0,
         },
     );
-    let out = with_record(tree, |record| {
-        rkyv::api::high::to_bytes_in::<_, rancor::Error>(record, IoWriter::new(out))
-    })
+    let out = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
+        &SnapshotOf::new(tree),
+        IoWriter::new(out),
+    )
     .map_err(|e| SnapshotError::Encode(format!("{}: {e}", path.display())))?
     .into_inner();
     let checksummed = out
@@ -318,95 +558,14 @@ fn trailer(archive_len: usize, crc: u32) -> [u8; TRAILER_BYTES] {
     trailer
 }
 
-/// Builds the tree's snapshot record and hands it to `f`: the records borrow each node's data
-/// from the tree and its path from one buffer of all paths that lives for the call.
-fn with_record<R>(tree: &Tree, f: impl FnOnce(&SnapshotRecordRef<'_>) -> R) -> R {
-    let (paths, mut listed) = list_nodes(tree);
-    let mut nodes = Vec::with_capacity(listed.nodes.len());
-    let mut path_start = 0;
-    for (node, path_end) in listed.nodes.drain(..).zip(listed.path_ends) {
-        nodes.push(NodeRecordRef {
-            path: Cow::Borrowed(&paths[path_start..path_end]),
-            ..node
-        });
-        path_start = path_end;
-    }
-    let record = SnapshotRecordRef {
-        zxid: tree.last_zxid().0,
-        node_count: tree.node_count(),
-        digest: tree.digest(),
-        acls: listed.acls,
-        nodes,
-        sessions: tree
-            .sessions()
-            .into_iter()
-            .map(|(id, timeout_ms)| SessionRecord { id, timeout_ms })
-            .collect(),
-    };
-    f(&record)
-}
-
-/// About the archive's size for `record`.
-fn archive_estimate(record: &SnapshotRecordRef<'_>) -> usize {
-    record
-        .nodes
-        .iter()
-        .map(|node| {
-            let data = node.data.as_ref().map_or(0, |data| data.len());
-            std::mem::size_of::<ArchivedNodeRecord>() + node.path.len() + data
-        })
-        .sum::<usize>()
-        + record.sessions.len() * std::mem::size_of::<ArchivedSessionRecord>()
-        + 4096
-}
-
-/// The tree's nodes as the snapshot lists them, each with an empty path and the end of its
-/// path in the returned buffer of all paths (each starts where the previous one ends).
-struct Listed<'t> {
-    nodes: Vec<NodeRecordRef<'t>>,
-    path_ends: Vec<usize>,
-    acls: Vec<Vec<AclRecord>>,
-}
-
-fn list_nodes(tree: &Tree) -> (String, Listed<'_>) {
-    let mut acl_ids: Vec<usize> = Vec::new();
-    let mut listed = Listed {
-        nodes: Vec::with_capacity(tree.node_count() as usize),
-        path_ends: Vec::with_capacity(tree.node_count() as usize),
-        acls: Vec::new(),
-    };
-    let mut paths = String::new();
-    tree.for_each_node_with_parent(|path, parent, node| {
-        let acl = match acl_ids.iter().position(|id| *id == node.acl_id()) {
-            Some(i) => i,
-            None => {
-                acl_ids.push(node.acl_id());
-                listed
-                    .acls
-                    .push(node.acl().iter().map(acl_record).collect());
-                acl_ids.len() - 1
-            }
-        };
-        let stat = node.persisted_stat();
-        paths.push_str(path);
-        listed.path_ends.push(paths.len());
-        listed.nodes.push(NodeRecordRef {
-            path: Cow::Borrowed(""),
-            czxid: stat.czxid,
-            mzxid: stat.mzxid,
-            ctime: stat.ctime,
-            mtime: stat.mtime,
-            version: stat.version,
-            cversion: stat.cversion,
-            aversion: stat.aversion,
-            ephemeral_owner: stat.ephemeral_owner,
-            pzxid: stat.pzxid,
-            data: node.data().map(Cow::Borrowed),
-            acl: acl as u32,
-            parent,
-        });
+/// About the archive's size for `tree`.
+fn archive_estimate(tree: &Tree) -> usize {
+    let mut bytes = 4096 + tree.sessions().len() * std::mem::size_of::<ArchivedSessionRecord>();
+    tree.for_each_node(|path, node| {
+        let data = node.data().map_or(0, |data| data.len());
+        bytes += std::mem::size_of::<ArchivedNodeRecord>() + path.len() + data;
     });
-    (paths, listed)
+    bytes
 }
 
 fn acl_record(acl: &Acl) -> AclRecord {

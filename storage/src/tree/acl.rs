@@ -75,4 +75,11 @@ impl SharedInterner {
         let interner = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
         interner.len()
     }
+
+    /// Every list interned and not swept: each list a node of the lineage uses is among them
+    /// (a used list is never swept).
+    pub(crate) fn lists(&self) -> Vec<AclRef> {
+        let interner = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        interner.lists.iter().map(|list| list.0.clone()).collect()
+    }
 }

@@ -342,6 +342,17 @@ impl Tree {
     pub fn acl_list_count(&self) -> usize {
         self.acls.len()
     }
+
+    /// The interned ACL lists, with the id [`NodeRef::acl_id`] gives the nodes that use each:
+    /// every list a node of this tree uses is among them (and perhaps lists only other trees
+    /// of its lineage use, or none any more).
+    pub fn acl_lists(&self) -> Vec<(usize, Vec<Acl>)> {
+        let lists = self.acls.lists();
+        lists
+            .iter()
+            .map(|list| (list.heap_ptr() as usize, list.as_slice().to_vec()))
+            .collect()
+    }
 }
 
 /// One node as a reader sees it (see `Tree::node` and `Tree::for_each_node`).
@@ -392,7 +403,11 @@ impl Tree {
                 child_path.clear();
                 child_path.push_str(&path);
                 child_path.push('/');
-                child_path.push_str(&String::from_utf8_lossy(child.name()));
+                // Names come from validated paths; a lossy copy only if one were not UTF-8.
+                match std::str::from_utf8(child.name()) {
+                    Ok(name) => child_path.push_str(name),
+                    Err(_) => child_path.push_str(&String::from_utf8_lossy(child.name())),
+                }
                 let child_index = visited;
                 visited += 1;
                 visit(&child_path, index, NodeRef(child));

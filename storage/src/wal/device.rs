@@ -40,25 +40,15 @@ pub trait Device {
 pub trait SegmentFile {
     /// The buffer type `write_at` takes.
     type Buf: DeviceBuf;
+    /// What a read returns.
+    type Read: std::ops::Deref<Target = [u8]>;
     /// A buffer of exactly `len_bytes` (a multiple of the block size) to fill and write.
     fn alloc_buf(&self, len_bytes: usize) -> Self::Buf;
     /// Writes the whole buffer at `offset_bytes`; returns the bytes written (may be short).
     async fn write_at(&self, buf: Self::Buf, offset_bytes: u64) -> io::Result<usize>;
-    /// Reads up to `len_bytes` at `offset_bytes`; may return fewer (0 at end of file).
-    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> io::Result<Vec<u8>>;
-    /// Reads up to `len_bytes` at `offset_bytes` onto the end of `out`; returns how many were
-    /// read (0 at end of file). A device can override it to copy once instead of twice.
-    async fn read_append(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        out: &mut Vec<u8>,
-    ) -> io::Result<usize> {
-        let chunk = self.read_at(offset_bytes, len_bytes).await?;
-        let read = chunk.len().min(len_bytes);
-        out.extend_from_slice(&chunk[..read]);
-        Ok(read)
-    }
+    /// Reads up to `len_bytes` at `offset_bytes`; may return fewer (0 at end of file). The
+    /// bytes stay in the device's buffer (no copy until the caller makes one).
+    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> io::Result<Self::Read>;
     /// fdatasync: everything written so far becomes durable.
     async fn sync_data(&self) -> io::Result<()>;
     /// The file's length.

@@ -17,7 +17,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use glommio::io::{Directory, DmaBuffer, DmaFile, OpenOptions};
+use glommio::io::{Directory, DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
 use super::device::{Device, DeviceBuf, SegmentFile};
 use super::WalError;
@@ -171,6 +171,7 @@ impl Device for DmaDevice {
 
 impl SegmentFile for DmaSegment {
     type Buf = DmaBuffer;
+    type Read = ReadResult;
 
     fn alloc_buf(&self, len_bytes: usize) -> DmaBuffer {
         self.0.alloc_dma_buffer(len_bytes)
@@ -181,21 +182,8 @@ impl SegmentFile for DmaSegment {
         Ok(self.0.write_at(buf, offset_bytes).await?)
     }
 
-    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> io::Result<Vec<u8>> {
-        let read = self.0.read_at(offset_bytes, len_bytes).await?;
-        Ok(read.to_vec())
-    }
-
-    async fn read_append(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        out: &mut Vec<u8>,
-    ) -> io::Result<usize> {
-        let read = self.0.read_at(offset_bytes, len_bytes).await?;
-        let count = read.len().min(len_bytes);
-        out.extend_from_slice(&read[..count]);
-        Ok(count)
+    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> io::Result<ReadResult> {
+        Ok(self.0.read_at(offset_bytes, len_bytes).await?)
     }
 
     /// Nothing to do: every write through this handle was durable when it completed.

@@ -253,6 +253,7 @@ impl Device for MemDevice {
 
 impl SegmentFile for MemFileHandle {
     type Buf = Vec<u8>;
+    type Read = Vec<u8>;
 
     fn alloc_buf(&self, len_bytes: usize) -> Vec<u8> {
         vec![0; len_bytes]

@@ -122,41 +122,96 @@ const RESUME_ZXID_SPAN: u64 = 1 << 48;
 /// Scans `buf` (a whole segment) from the start; records must have zxids above `prev` and
 /// increasing.
 pub fn scan_segment(buf: &[u8], payload_bytes_max: usize, prev: Option<Zxid>) -> SegmentScan {
-    let mut records = Vec::new();
-    let mut at = 0;
-    let mut last = prev;
-    let stop = loop {
-        match decode_at(buf, at, payload_bytes_max) {
-            Decoded::End => break Stop::End,
-            Decoded::Bad(why) => break Stop::Bad(why),
-            Decoded::Record {
-                zxid,
-                payload_start,
-                next,
-            } if zxid == SEAL_ZXID && next == payload_start => break Stop::Sealed,
-            Decoded::Record { zxid, .. } if last.is_some_and(|l| zxid <= l) => {
-                break Stop::Bad("zxid does not increase")
-            }
-            Decoded::Record {
-                zxid,
-                payload_start,
-                next,
-            } => {
-                records.push((zxid, payload_start..next));
-                last = Some(zxid);
-                at = next;
-            }
+    let mut scanner = Scanner::new(payload_bytes_max, prev);
+    scanner.advance(buf, true);
+    scanner.finish(buf)
+}
+
+/// A segment's scan fed its bytes as they arrive: [`Scanner::advance`] tells where the records
+/// stop as soon as the bytes so far show it, so recovery reads a segment only as far as it
+/// looks past that point. Over the same bytes it gives the same [`SegmentScan`] as
+/// [`scan_segment`], scanning each record once.
+pub struct Scanner {
+    records: Vec<(Zxid, Range<usize>)>,
+    at: usize,
+    last: Option<Zxid>,
+    stop: Option<Stop>,
+    payload_bytes_max: usize,
+}
+
+impl Scanner {
+    /// Records must have zxids above `prev` and increasing.
+    pub fn new(payload_bytes_max: usize, prev: Option<Zxid>) -> Scanner {
+        Scanner {
+            records: Vec::new(),
+            at: 0,
+            last: prev,
+            stop: None,
+            payload_bytes_max,
         }
-    };
-    let garbage_end_bytes = match stop {
-        Stop::Sealed => at,
-        _ => at + last_nonzero_end(&buf[at..]),
-    };
-    SegmentScan {
-        records,
-        end_bytes: at,
-        stop,
-        garbage_end_bytes,
+    }
+
+    /// Scans what `buf` (the segment's first bytes, all of it when `complete`) adds to what
+    /// was scanned before; returns where the records stop and why, once that is known. A
+    /// record is only decoded once all of it is in `buf`.
+    pub fn advance(&mut self, buf: &[u8], complete: bool) -> Option<(usize, Stop)> {
+        while self.stop.is_none() {
+            if !complete && !self.next_is_whole(buf) {
+                return None;
+            }
+            let stop = match decode_at(buf, self.at, self.payload_bytes_max) {
+                Decoded::End => Stop::End,
+                Decoded::Bad(why) => Stop::Bad(why),
+                Decoded::Record {
+                    zxid,
+                    payload_start,
+                    next,
+                } if zxid == SEAL_ZXID && next == payload_start => Stop::Sealed,
+                Decoded::Record { zxid, .. } if self.last.is_some_and(|l| zxid <= l) => {
+                    Stop::Bad("zxid does not increase")
+                }
+                Decoded::Record {
+                    zxid,
+                    payload_start,
+                    next,
+                } => {
+                    self.records.push((zxid, payload_start..next));
+                    self.last = Some(zxid);
+                    self.at = next;
+                    continue;
+                }
+            };
+            self.stop = Some(stop);
+        }
+        self.stop.map(|stop| (self.at, stop))
+    }
+
+    /// Whether `buf` holds the next record's header and, if its length is within the limit,
+    /// all of the record: only then does decoding it say the same as over the whole segment.
+    fn next_is_whole(&self, buf: &[u8]) -> bool {
+        let Some(header) = buf.get(self.at..self.at + HEADER_BYTES) else {
+            return false;
+        };
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        len > self.payload_bytes_max || self.at + HEADER_BYTES + len <= buf.len()
+    }
+
+    /// The scan of `buf` (the bytes `advance` was last given, which must have shown the stop).
+    pub fn finish(self, buf: &[u8]) -> SegmentScan {
+        let stop = self
+            .stop
+            .expect("finish a scan only after advance has found the stop");
+        let at = self.at;
+        let garbage_end_bytes = match stop {
+            Stop::Sealed => at,
+            _ => at + last_nonzero_end(&buf[at..]),
+        };
+        SegmentScan {
+            records: self.records,
+            end_bytes: at,
+            stop,
+            garbage_end_bytes,
+        }
     }
 }
 
@@ -343,6 +398,76 @@ mod tests {
                     bytes[at - 3] = 1;
                 }
                 assert_eq!(last_nonzero_end(&bytes), at + 1, "len {len}, byte {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_scan_fed_in_pieces_stops_where_the_whole_scan_does() {
+        let mut log = Vec::new();
+        for z in 10..30 {
+            encode(Zxid(z), &vec![z as u8; 13 + 7 * z as usize], &mut log);
+        }
+        let seventh = {
+            let mut first_six = Vec::new();
+            for z in 10..16 {
+                encode(Zxid(z), &vec![z as u8; 13 + 7 * z as usize], &mut first_six);
+            }
+            first_six.len()
+        };
+        let mut older = Vec::new();
+        for z in 1..9 {
+            encode(Zxid(z), &[z as u8; 90], &mut older);
+        }
+        let mut zeros = log.clone();
+        zeros.resize(log.len() + 3000, 0);
+        let mut sealed = log.clone();
+        crate::wal::record::encode_seal(&mut sealed);
+        sealed.extend_from_slice(&older);
+        let mut reused = log.clone();
+        reused.extend_from_slice(&older[40..]);
+        let mut flipped = zeros.clone();
+        flipped[seventh + 20] ^= 4;
+        let mut long_length = zeros.clone();
+        long_length[seventh + 5] = 0x7f;
+        let mut stale_zxid = log[..seventh].to_vec();
+        stale_zxid.extend_from_slice(&older);
+        let mut torn = zeros.clone();
+        torn.truncate(seventh + 9);
+        for (name, segment) in [
+            ("zeros", &zeros),
+            ("sealed", &sealed),
+            ("reused", &reused),
+            ("flipped", &flipped),
+            ("long length", &long_length),
+            ("stale zxid", &stale_zxid),
+            ("torn", &torn),
+        ] {
+            let whole = scan_segment(segment, 300, Some(Zxid(9)));
+            for piece in [1, 7, 16, 100, 511, 4096] {
+                let mut scanner = Scanner::new(300, Some(Zxid(9)));
+                let mut found = None;
+                for end in (piece..segment.len()).step_by(piece) {
+                    if let Some(stop) = scanner.advance(&segment[..end], false) {
+                        found = Some((end, stop));
+                        break;
+                    }
+                }
+                let stop = match found {
+                    Some((end, stop)) => {
+                        // Known as soon as the stop's bytes were there, and never before the
+                        // stop itself was read.
+                        assert!(end >= stop.0 && end < stop.0 + HEADER_BYTES + 300 + piece);
+                        stop
+                    }
+                    None => scanner.advance(segment, true).unwrap(),
+                };
+                assert_eq!(
+                    stop,
+                    (whole.end_bytes, whole.stop),
+                    "{name}, pieces of {piece}"
+                );
+                assert_eq!(scanner.finish(segment), whole, "{name}, pieces of {piece}");
             }
         }
     }
