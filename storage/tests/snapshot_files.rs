@@ -3,6 +3,8 @@
 //! usable; retention.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use std::path::PathBuf;
+
 use bytes::Bytes;
 use zinc_protocol::txn::{CreateSessionTxn, CreateTxn, SetAclTxn, Txn, TxnHeader};
 use zinc_protocol::{perms, Acl, ErrorCode, Id, Zxid};
@@ -287,4 +289,46 @@ fn retention_keeps_the_newest_k_and_reports_the_purge_point() {
         snapshot::retain_newest(dir.path(), 10).unwrap(),
         Some(zxids[2])
     );
+}
+
+#[test]
+fn a_new_snapshot_overwrites_the_file_of_the_one_it_retires() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    // The retired snapshot's file is longer than the snapshot written over it (here: bytes
+    // appended to it), so the file must be cut to size.
+    let big_path = snapshot::write(dir.path(), &sample_tree(0)).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&big_path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &[0x5a; 100_000]).unwrap();
+    drop(file);
+    let big_inode = std::fs::metadata(&big_path).unwrap().ino();
+    let mut paths = vec![big_path];
+    for i in 1..3 {
+        paths.push(snapshot::write_reusing(dir.path(), &sample_tree(i * 3), 3).unwrap());
+    }
+    // Three snapshots, none retired yet: the next one retires the oldest (the big one).
+    assert_eq!(snapshot::list(dir.path()).unwrap().len(), 3);
+    let small = sample_tree(9);
+    let path = snapshot::write_reusing(dir.path(), &small, 3).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), big_inode);
+    assert!(!paths[0].exists());
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes == snapshot::encode(&small).unwrap()[..]);
+    let listed: Vec<PathBuf> = snapshot::list(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(listed, vec![path, paths[2].clone(), paths[1].clone()]);
+    assert_same(
+        &small,
+        &snapshot::load_newest(dir.path()).unwrap().newest.unwrap().0,
+    );
+    // With fewer than `keep` snapshots nothing is retired: a new file.
+    let fresh = tempfile::tempdir().unwrap();
+    snapshot::write_reusing(fresh.path(), &sample_tree(1), 3).unwrap();
+    assert_eq!(snapshot::list(fresh.path()).unwrap().len(), 1);
 }

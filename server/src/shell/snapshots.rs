@@ -165,7 +165,8 @@ fn spawn_writer(
                 );
             }
             for root in roots {
-                let written = snapshot::write(&dir, &root);
+                // The file of the snapshot this one retires is overwritten, not deleted.
+                let written = snapshot::write_reusing(&dir, &root, keep);
                 // Dropping the root here frees the nodes only it still holds, off the core.
                 drop(root);
                 // Writing a snapshot allocates the archive (about the tree's size) and the

@@ -7,7 +7,9 @@
 //! disk's cache flush, do not wait behind a burst of snapshot bytes. A snapshot is written to
 //! `<name>.tmp`, fsynced, renamed to `snap/<zxid as 16 hex digits>.rkyv` and the directory
 //! fsynced, so a crash at any point leaves the previous snapshots intact (a stray `.tmp` is
-//! removed later).
+//! removed later). The server writes each snapshot over the file of the oldest one it retires
+//! ([`write_reusing`]: that one is renamed to the temp name first), so retention deletes no
+//! large file.
 //!
 //! File layout: the rkyv archive of a `SnapshotChunks` (the nodes, parents first, in chunks of
 //! 4,096 records, each chunk right after its nodes' paths and data, so the writer serializes
@@ -510,10 +512,11 @@ pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
     Ok(bytes)
 }
 
-/// Serializes the snapshot of `tree` straight into `file` (buffered) and appends the trailer:
-/// the same bytes as [`encode`], without holding the archive in memory (for a large tree that
-/// buffer was the size of the tree again, faulted in for every snapshot).
-fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<File, SnapshotError> {
+/// Serializes the snapshot of `tree` straight into `file` (buffered, from its start) and
+/// appends the trailer: the same bytes as [`encode`], without holding the archive in memory
+/// (for a large tree that buffer was the size of the tree again, faulted in for every
+/// snapshot). Returns the file and the bytes written.
+fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<(File, u64), SnapshotError> {
     // The checksum runs over the buffer's flushes (1 MiB at a time), not over each of the
     // small writes the serializer makes (several per node).
     let out = BufWriter::with_capacity(
@@ -536,7 +539,7 @@ fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<File, SnapshotErr
     let trailer = trailer(checksummed.len, checksummed.crc);
     let mut file = checksummed.inner.file;
     file.write_all(&trailer).map_err(io_error("write", path))?;
-    Ok(file)
+    Ok((file, (checksummed.len + TRAILER_BYTES) as u64))
 }
 
 /// Snapshot bytes written to disk per second at most.
@@ -879,14 +882,41 @@ fn io_error<'a>(
 /// Writes `tree` into `dir` durably (temp file, fsync, rename, directory fsync); returns the
 /// snapshot's path. Blocking.
 pub fn write(dir: &Path, tree: &Tree) -> Result<PathBuf, SnapshotError> {
+    write_over(dir, tree, None)
+}
+
+/// As [`write`], in the file of the oldest snapshot that keeping the newest `keep` (this one
+/// included) retires, if there is one: that file is renamed to the temp name and overwritten
+/// in place (then cut to the new length) instead of being deleted. Deleting a snapshot frees
+/// hundreds of MB at once, and a file system that discards freed blocks (ext4 mounted with
+/// `discard`) then trims them all in one journal commit, stalling the log's writes behind it
+/// for a tenth of a second or more; an overwrite frees nothing and allocates little. Blocking.
+pub fn write_reusing(dir: &Path, tree: &Tree, keep: usize) -> Result<PathBuf, SnapshotError> {
+    assert!(keep >= 1, "keep at least one snapshot");
+    let found = list(dir)?;
+    let retired = found.get(keep - 1..).and_then(|old| old.last());
+    write_over(dir, tree, retired.map(|(_, path)| path.as_path()))
+}
+
+fn write_over(dir: &Path, tree: &Tree, reuse: Option<&Path>) -> Result<PathBuf, SnapshotError> {
     std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
     let name = snapshot_name(tree.last_zxid());
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", &name[..16]));
     let path = dir.join(name);
-    let written = File::create(&tmp)
-        .map_err(io_error("create", &tmp))
+    let opened = match reuse {
+        Some(old) if old != path => std::fs::rename(old, &tmp)
+            .and_then(|()| std::fs::OpenOptions::new().write(true).open(&tmp))
+            .map_err(io_error("reuse", old)),
+        _ => File::create(&tmp).map_err(io_error("create", &tmp)),
+    };
+    let written = opened
         .and_then(|file| encode_into(tree, file, &tmp))
-        .and_then(|file| file.sync_all().map_err(io_error("fsync", &tmp)))
+        .and_then(|(file, len)| {
+            // A reused file may be longer than this snapshot.
+            file.set_len(len)
+                .and_then(|()| file.sync_all())
+                .map_err(io_error("fsync", &tmp))
+        })
         .and_then(|()| std::fs::rename(&tmp, &path).map_err(io_error("rename", &tmp)));
     if let Err(error) = written {
         // A partial temp file could keep a full disk full.
