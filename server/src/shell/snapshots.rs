@@ -169,10 +169,10 @@ fn spawn_writer(
                 let written = snapshot::write_reusing(&dir, &root, keep);
                 // Dropping the root here frees the nodes only it still holds, off the core.
                 drop(root);
-                // Writing a snapshot allocates the archive (about the tree's size) and the
-                // node list. The `zinc` binary allocates with mimalloc, which returns freed
-                // pages by itself; where this library runs on glibc's malloc, glibc keeps
-                // them resident in this thread's arena without a trim.
+                // The nodes only the root held are freed on this thread. The `zinc` binary
+                // allocates with mimalloc, which returns freed pages by itself; where this
+                // library runs on glibc's malloc, glibc keeps them resident in this thread's
+                // arena without a trim.
                 // SAFETY: malloc_trim only returns free memory of the C allocator.
                 unsafe { libc::malloc_trim(0) };
                 let result = written.and_then(|_| snapshot::retain_newest(&dir, keep));

@@ -664,11 +664,8 @@ const ARCHIVE_ALIGN: usize = AlignedVec::<16>::ALIGNMENT;
 /// Checks a snapshot file's bytes without rebuilding the tree (trailer, checksum, archive
 /// validation); returns the zxid and node count it records. For `snapshot verify` tools.
 pub fn verify(bytes: &[u8]) -> Result<(Zxid, u64), String> {
-    let (zxid, node_count) = match access(bytes)? {
-        Archived::Chunks(record) => (record.zxid, record.node_count),
-        Archived::V2(record) => (record.zxid, record.node_count),
-    };
-    Ok((Zxid(zxid.to_native()), node_count.to_native()))
+    let recorded = access(bytes)?.recorded();
+    Ok((Zxid(recorded.zxid), recorded.node_count))
 }
 
 /// A validated archive, in the layout its trailer names.
@@ -718,27 +715,18 @@ pub fn decode(bytes: &[u8]) -> Result<Tree, String> {
         aligned.extend_from_slice(bytes);
         return decode(&aligned);
     }
-    match access(bytes)? {
+    let archived = access(bytes)?;
+    let recorded = archived.recorded();
+    match archived {
         Archived::Chunks(record) => {
             let chunks = &record.nodes;
             let count = chunked_node_count(chunks)?;
             let node_at = |index: usize| &chunks[index / NODE_CHUNK][index % NODE_CHUNK];
-            rebuild(
-                &record.acls,
-                count,
-                node_at,
-                &record.sessions,
-                Recorded::of(record),
-            )
+            rebuild(&record.acls, count, node_at, &record.sessions, recorded)
         }
         Archived::V2(record) => {
             let nodes = &record.nodes;
             let node_at = |index: usize| &nodes[index];
-            let recorded = Recorded {
-                zxid: record.zxid.to_native(),
-                node_count: record.node_count.to_native(),
-                digest: record.digest.to_native(),
-            };
             rebuild(
                 &record.acls,
                 nodes.len(),
@@ -774,12 +762,16 @@ struct Recorded {
     digest: i64,
 }
 
-impl Recorded {
-    fn of(record: &ArchivedSnapshotChunks) -> Recorded {
+impl Archived<'_> {
+    fn recorded(&self) -> Recorded {
+        let (zxid, node_count, digest) = match self {
+            Archived::Chunks(record) => (record.zxid, record.node_count, record.digest),
+            Archived::V2(record) => (record.zxid, record.node_count, record.digest),
+        };
         Recorded {
-            zxid: record.zxid.to_native(),
-            node_count: record.node_count.to_native(),
-            digest: record.digest.to_native(),
+            zxid: zxid.to_native(),
+            node_count: node_count.to_native(),
+            digest: digest.to_native(),
         }
     }
 }

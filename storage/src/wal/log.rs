@@ -696,20 +696,18 @@ async fn remove_segment<D: Device>(device: &D, first: Zxid) -> Result<(), WalErr
 
 /// Reads a whole segment.
 async fn read_segment<D: Device>(device: &D, first: Zxid) -> Result<Vec<u8>, WalError> {
-    let read = read_segment_until(device, first, READ_CHUNK_BYTES, |_, _| usize::MAX).await;
-    read.map(|(bytes, _)| bytes)
+    read_segment_until(device, first, READ_CHUNK_BYTES, |_, _| usize::MAX).await
 }
 
 /// Reads segment `first` from its start, `READ_AHEAD_CHUNKS` chunks of `chunk_bytes` at a
 /// time, until it has the first `until(bytes so far, whether that is the whole file)` bytes
-/// (or the whole file); tolerates short reads. Returns the bytes and whether they are the whole
-/// file.
+/// (or the whole file); tolerates short reads.
 async fn read_segment_until<D: Device>(
     device: &D,
     first: Zxid,
     chunk_bytes: usize,
     mut until: impl FnMut(&[u8], bool) -> usize,
-) -> Result<(Vec<u8>, bool), WalError> {
+) -> Result<Vec<u8>, WalError> {
     let file = open_segment(device, first).await?;
     let io_error = |op, source| WalError::Io {
         op,
@@ -745,8 +743,7 @@ async fn read_segment_until<D: Device>(
         }
         wanted = len.min(until(&bytes, bytes.len() >= len));
     }
-    let whole = bytes.len() >= len;
-    Ok((bytes, whole))
+    Ok(bytes)
 }
 
 /// Reads and scans segment `first` for recovery, only as far as recovery looks: up to where
@@ -773,9 +770,8 @@ async fn load_segment<D: Device>(
         Some((end, _)) => end + recovery_tail_bytes(config),
     })
     .await;
-    let (bytes, whole) = read?;
-    // Read whole, or past the stop the scanner has found.
-    scanner.advance(&bytes, whole);
+    // The bytes run past the stop the scanner has found, or they are the whole file.
+    let bytes = read?;
     let scan = scanner.finish(&bytes);
     Ok(Loaded {
         first,

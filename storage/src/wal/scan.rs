@@ -122,9 +122,7 @@ const RESUME_ZXID_SPAN: u64 = 1 << 48;
 /// Scans `buf` (a whole segment) from the start; records must have zxids above `prev` and
 /// increasing.
 pub fn scan_segment(buf: &[u8], payload_bytes_max: usize, prev: Option<Zxid>) -> SegmentScan {
-    let mut scanner = Scanner::new(payload_bytes_max, prev);
-    scanner.advance(buf, true);
-    scanner.finish(buf)
+    Scanner::new(payload_bytes_max, prev).finish(buf)
 }
 
 /// A segment's scan fed its bytes as they arrive: [`Scanner::advance`] tells where the records
@@ -196,12 +194,11 @@ impl Scanner {
         len > self.payload_bytes_max || self.at + HEADER_BYTES + len <= buf.len()
     }
 
-    /// The scan of `buf` (the bytes `advance` was last given, which must have shown the stop).
-    pub fn finish(self, buf: &[u8]) -> SegmentScan {
-        let stop = self
-            .stop
-            .expect("finish a scan only after advance has found the stop");
-        let at = self.at;
+    /// The scan of `buf`: the bytes `advance` was last given, which either showed the stop or
+    /// are the whole segment (then its end is where the records stop, if they run up to it).
+    pub fn finish(mut self, buf: &[u8]) -> SegmentScan {
+        // With `complete`, decoding always stops (at the end of `buf` at the latest).
+        let (at, stop) = self.advance(buf, true).unwrap_or((self.at, Stop::End));
         let garbage_end_bytes = match stop {
             Stop::Sealed => at,
             _ => at + last_nonzero_end(&buf[at..]),
