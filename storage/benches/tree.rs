@@ -48,6 +48,15 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
         // SAFETY: the caller's contract for `dealloc` is passed on as is.
         unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract for `realloc` is passed on as is (mimalloc resizes in
+        // place when the block allows, as the server's allocator does).
+        let moved = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, size) };
+        if !moved.is_null() {
+            count(size as isize - layout.size() as isize);
+        }
+        moved
+    }
 }
 
 #[global_allocator]

@@ -45,7 +45,7 @@ fn run(
         let (session, txn) = prep(&model, step, raw(at));
         let mut header = header_for(session, at as i64 + 1);
         header.op_type = txn.op().as_i32();
-        let got = tree.apply(&header, &txn);
+        let got = tree.apply(&header, &txn).into_owned();
         let want = model.apply(&header, &txn);
         assert_eq!(got, want, "step {at}: {txn:?}");
         if check_reads {

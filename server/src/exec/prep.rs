@@ -87,29 +87,31 @@ impl Preparer {
         }
     }
 
-    /// Assigns a zxid, applies, and returns the entry with the tree's outcome.
-    fn commit(
+    /// Assigns a zxid, applies, and returns the entry with what `answer` makes of the tree's
+    /// outcome (which borrows the txn's paths).
+    fn commit<R>(
         &mut self,
         session: SessionId,
         xid: i32,
         now_ms: i64,
         txn: Txn,
-    ) -> (TxnEntry, ApplyOutcome) {
+        answer: impl FnOnce(&ApplyOutcome<'_>) -> R,
+    ) -> (TxnEntry, R) {
         let header = self.header(session, xid, now_ms, &txn);
-        let outcome = self.tree.apply(&header, &txn);
+        let answered = answer(&self.tree.apply(&header, &txn));
         let entry = TxnEntry {
             header,
             txn,
             digest: None,
         };
-        (entry, outcome)
+        (entry, answered)
     }
 
     pub fn create_session(&mut self, session: SessionId, timeout_ms: u32, now_ms: i64) -> Prepared {
         let txn = Txn::CreateSession(CreateSessionTxn {
             time_out: timeout_ms as i32,
         });
-        let (entry, outcome) = self.commit(session, 0, now_ms, txn);
+        let (entry, triggers) = self.commit(session, 0, now_ms, txn, triggers);
         Prepared {
             reply: CoreReply::Reply {
                 session,
@@ -118,7 +120,7 @@ impl Preparer {
                 err: ErrorCode::Ok,
                 response: None,
             },
-            triggers: triggers(&outcome),
+            triggers,
             changed: true,
             ended_session: None,
             entry: Some(entry),
@@ -134,7 +136,7 @@ impl Preparer {
         let mut paths_to_delete = self.tree.ephemerals(session.0, "/");
         paths_to_delete.sort();
         let txn = Txn::CloseSession(CloseSessionTxn { paths_to_delete });
-        let (entry, outcome) = self.commit(session, xid, now_ms, txn);
+        let (entry, triggers) = self.commit(session, xid, now_ms, txn, triggers);
         Prepared {
             reply: CoreReply::Reply {
                 session,
@@ -143,7 +145,7 @@ impl Preparer {
                 err: ErrorCode::Ok,
                 response: None,
             },
-            triggers: triggers(&outcome),
+            triggers,
             changed: true,
             ended_session: Some(session),
             entry: Some(entry),
@@ -159,7 +161,7 @@ impl Preparer {
         let txn = Txn::DeleteContainer(DeleteTxn {
             path: path.to_owned(),
         });
-        let (entry, outcome) = self.commit(SessionId(0), 0, now_ms, txn);
+        let (entry, triggers) = self.commit(SessionId(0), 0, now_ms, txn, triggers);
         Some(Prepared {
             reply: CoreReply::Reply {
                 session: SessionId(0),
@@ -168,7 +170,7 @@ impl Preparer {
                 err: ErrorCode::Ok,
                 response: None,
             },
-            triggers: triggers(&outcome),
+            triggers,
             changed: true,
             ended_session: None,
             entry: Some(entry),
@@ -205,11 +207,13 @@ impl Preparer {
             Ok(txn) => txn,
             Err(err) => Txn::Error(ErrorTxn { err: err.as_i32() }),
         };
-        let (entry, outcome) = self.commit(session, write.xid, now_ms, txn);
-        let (err, response) = response_for(&write.request, &outcome);
+        let (entry, ((err, response), triggers)) =
+            self.commit(session, write.xid, now_ms, txn, |outcome| {
+                (response_for(&write.request, outcome), triggers(outcome))
+            });
         Prepared {
             reply: reply(entry.header.zxid, err, response),
-            triggers: triggers(&outcome),
+            triggers,
             changed: true,
             ended_session: None,
             entry: Some(entry),
@@ -464,7 +468,7 @@ pub(crate) fn triggers(outcome: &ApplyOutcome) -> Vec<Trigger> {
         .filter_map(|trigger| {
             Some(Trigger {
                 event_type: EventType::from_i32(trigger.event as i32)?,
-                path: trigger.path.clone(),
+                path: trigger.path.to_string(),
             })
         })
         .collect()
@@ -490,12 +494,14 @@ pub(crate) fn response_for(
         (TreeResult::Error(err), _) => (*err, None),
         (TreeResult::Created { path, .. }, Request::Create(_)) => (
             ErrorCode::Ok,
-            Some(Response::Create(CreateResponse { path: path.clone() })),
+            Some(Response::Create(CreateResponse {
+                path: path.to_string(),
+            })),
         ),
         (TreeResult::Created { path, stat }, _) => (
             ErrorCode::Ok,
             Some(Response::Create2(Create2Response {
-                path: path.clone(),
+                path: path.to_string(),
                 stat: *stat,
             })),
         ),
@@ -514,11 +520,11 @@ pub(crate) fn response_for(
 /// One op's result inside a multi reply; the request op decides create versus create2.
 fn op_result(result: &TreeResult, op: &MultiOp) -> OpResult {
     match result {
-        TreeResult::Created { path, .. } if matches!(op, MultiOp::Create(_)) => {
-            OpResult::Create { path: path.clone() }
-        }
+        TreeResult::Created { path, .. } if matches!(op, MultiOp::Create(_)) => OpResult::Create {
+            path: path.to_string(),
+        },
         TreeResult::Created { path, stat } => OpResult::Create2 {
-            path: path.clone(),
+            path: path.to_string(),
             stat: *stat,
         },
         TreeResult::DataSet { stat } => OpResult::SetData { stat: *stat },

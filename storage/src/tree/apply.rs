@@ -9,7 +9,10 @@
 //! follows and, if one fails, logs the multi with `Error` ops, which changes nothing here.
 //! A multi without `Error` ops applies op by op, as ZooKeeper's DataTree does.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use zinc_protocol::txn::{CloseSessionTxn, Txn, TxnHeader};
 use zinc_protocol::{Acl, ErrorCode, Stat, StatPersisted, Zxid};
@@ -31,19 +34,25 @@ pub enum WatchEvent {
 }
 
 /// An event the server must deliver to the watches on `path` (for `NodeChildrenChanged`, the
-/// parent whose children changed).
+/// parent whose children changed). The path borrows the applied txn's own path (or its parent
+/// part) where it can, so applying a txn copies no path; only the nodes a closeSession finds
+/// in the ephemeral index beyond the txn's list are owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchTrigger {
-    pub path: String,
+pub struct WatchTrigger<'t> {
+    pub path: Cow<'t, str>,
     pub event: WatchEvent,
 }
 
+/// The triggers of one txn: a single op fires two at most, held without an allocation.
+pub type Triggers<'t> = SmallVec<[WatchTrigger<'t>; 2]>;
+
 /// The result of one op, for the reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpResult {
-    /// A create of any kind; the Stat is sent for create2, container and TTL creates.
+pub enum OpResult<'t> {
+    /// A create of any kind (the path is the txn's); the Stat is sent for create2, container
+    /// and TTL creates.
     Created {
-        path: String,
+        path: Cow<'t, str>,
         stat: Stat,
     },
     Deleted,
@@ -56,21 +65,69 @@ pub enum OpResult {
     Checked,
     SessionCreated,
     SessionClosed,
-    Multi(Vec<OpResult>),
+    Multi(Vec<OpResult<'t>>),
     /// A failed op. Inside a failed multi the ops before the failing one report `Ok` and the
     /// ops after it `RuntimeInconsistency`, as ZooKeeper's `ErrorResult`s do.
     Error(ErrorCode),
 }
 
-/// What applying one txn did.
+/// What applying one txn did; it borrows paths from the txn.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApplyOutcome {
+pub struct ApplyOutcome<'t> {
     pub zxid: Zxid,
     /// `Ok`, or the error of the op (the first failing op of a multi).
     pub err: ErrorCode,
-    pub result: OpResult,
+    pub result: OpResult<'t>,
     /// In the order the changes happened.
-    pub triggers: Vec<WatchTrigger>,
+    pub triggers: Triggers<'t>,
+}
+
+impl ApplyOutcome<'_> {
+    /// The same outcome owning its paths, to keep past the txn's life.
+    pub fn into_owned(self) -> ApplyOutcome<'static> {
+        ApplyOutcome {
+            zxid: self.zxid,
+            err: self.err,
+            result: self.result.into_owned(),
+            triggers: self
+                .triggers
+                .into_iter()
+                .map(WatchTrigger::into_owned)
+                .collect(),
+        }
+    }
+}
+
+impl WatchTrigger<'_> {
+    /// The same trigger owning its path.
+    pub fn into_owned(self) -> WatchTrigger<'static> {
+        WatchTrigger {
+            path: Cow::Owned(self.path.into_owned()),
+            event: self.event,
+        }
+    }
+}
+
+impl OpResult<'_> {
+    /// The same result owning its path.
+    pub fn into_owned(self) -> OpResult<'static> {
+        match self {
+            OpResult::Created { path, stat } => OpResult::Created {
+                path: Cow::Owned(path.into_owned()),
+                stat,
+            },
+            OpResult::Deleted => OpResult::Deleted,
+            OpResult::DataSet { stat } => OpResult::DataSet { stat },
+            OpResult::AclSet { stat } => OpResult::AclSet { stat },
+            OpResult::Checked => OpResult::Checked,
+            OpResult::SessionCreated => OpResult::SessionCreated,
+            OpResult::SessionClosed => OpResult::SessionClosed,
+            OpResult::Multi(results) => {
+                OpResult::Multi(results.into_iter().map(OpResult::into_owned).collect())
+            }
+            OpResult::Error(code) => OpResult::Error(code),
+        }
+    }
 }
 
 /// A create of any kind, reduced to what the tree needs.
@@ -90,20 +147,19 @@ struct Context {
     time: i64,
 }
 
-type OpOutcome = Result<OpResult, ErrorCode>;
+type OpOutcome<'t> = Result<OpResult<'t>, ErrorCode>;
 
 impl Tree {
     /// Applies one committed txn. Never panics on bad input: a txn that cannot apply (a
     /// missing parent, a malformed path) yields an error result and leaves the tree unchanged
     /// (apart from what ZooKeeper also changes, see `delete`).
-    pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> ApplyOutcome {
+    pub fn apply<'t>(&mut self, header: &TxnHeader, txn: &'t Txn) -> ApplyOutcome<'t> {
         let context = Context {
             client_id: header.client_id,
             zxid: header.zxid,
             time: header.time,
         };
-        // A single op fires two triggers at most (a create or delete: the node and its parent).
-        let mut triggers = Vec::with_capacity(2);
+        let mut triggers = Triggers::new();
         let result = match txn {
             Txn::Multi(ops) => self.apply_multi(context, ops, &mut triggers),
             Txn::CreateSession(body) => {
@@ -129,9 +185,14 @@ impl Tree {
     }
 
     /// One op that may appear in a multi.
-    fn apply_op(&mut self, context: Context, txn: &Txn, out: &mut Vec<WatchTrigger>) -> OpOutcome {
-        let created = |path: &str, stat| OpResult::Created {
-            path: path.to_owned(),
+    fn apply_op<'t>(
+        &mut self,
+        context: Context,
+        txn: &'t Txn,
+        out: &mut Triggers<'t>,
+    ) -> OpOutcome<'t> {
+        let created = |path: &'t str, stat| OpResult::Created {
+            path: Cow::Borrowed(path),
             stat,
         };
         match txn {
@@ -195,12 +256,12 @@ impl Tree {
 
     /// A multi that prep failed carries `Error` ops and changes nothing; otherwise every op
     /// applies in order.
-    fn apply_multi(
+    fn apply_multi<'t>(
         &mut self,
         context: Context,
-        ops: &[Txn],
-        out: &mut Vec<WatchTrigger>,
-    ) -> OpResult {
+        ops: &'t [Txn],
+        out: &mut Triggers<'t>,
+    ) -> OpResult<'t> {
         if ops.iter().any(|op| matches!(op, Txn::Error(_))) {
             let mut failed = false;
             let results = ops
@@ -231,12 +292,12 @@ impl Tree {
 
     /// Ends a session: drops it from the session table, deletes the listed nodes, then any
     /// other ephemeral node it still owns (missing nodes are skipped).
-    fn close_session(
+    fn close_session<'t>(
         &mut self,
         context: Context,
-        body: &CloseSessionTxn,
-        out: &mut Vec<WatchTrigger>,
-    ) -> OpResult {
+        body: &'t CloseSessionTxn,
+        out: &mut Triggers<'t>,
+    ) -> OpResult<'t> {
         self.sessions.remove(&context.client_id);
         for path in &body.paths_to_delete {
             // NoNode here means the node is already gone (a replay): nothing to do.
@@ -246,17 +307,22 @@ impl Tree {
             let mut left: Vec<Arc<str>> = entry.paths.to_vec().into_iter().map(|p| p.0).collect();
             left.sort();
             for path in left {
-                let _ = self.delete(context, &path, out);
+                let mut triggers = Triggers::new();
+                let _ = self.delete(context, &path, &mut triggers);
+                out.extend(triggers.into_iter().map(|trigger| WatchTrigger {
+                    path: Cow::Owned(trigger.path.into_owned()),
+                    event: trigger.event,
+                }));
             }
         }
         OpResult::SessionClosed
     }
 
-    fn create(
+    fn create<'t>(
         &mut self,
         context: Context,
-        spec: &CreateSpec<'_>,
-        out: &mut Vec<WatchTrigger>,
+        spec: &CreateSpec<'t>,
+        out: &mut Triggers<'t>,
     ) -> Result<Stat, ErrorCode> {
         if spec.path == "/" {
             return Err(ErrorCode::NodeExists);
@@ -327,11 +393,11 @@ impl Tree {
     /// Deletes `path` and anything below it (a txn only deletes leaves; a subtree can be
     /// found only when replaying, where the later txns recreate what belongs there). The
     /// parent's pzxid moves forward even when the child is already gone, as in ZooKeeper.
-    fn delete(
+    fn delete<'t>(
         &mut self,
         context: Context,
-        path: &str,
-        out: &mut Vec<WatchTrigger>,
+        path: &'t str,
+        out: &mut Triggers<'t>,
     ) -> Result<(), ErrorCode> {
         let (parent_path, name) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
         let (removed, old, new) = {
@@ -368,25 +434,20 @@ impl Tree {
         self.unindex_kind(path, node.ephemeral_owner());
     }
 
-    fn set_data(
+    fn set_data<'t>(
         &mut self,
         context: Context,
-        path: &str,
+        path: &'t str,
         data: Option<&[u8]>,
         version: i32,
-        out: &mut Vec<WatchTrigger>,
+        out: &mut Triggers<'t>,
     ) -> Result<Stat, ErrorCode> {
-        let (stat, old, new) = {
-            let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
-            let (changed, stat) = node.with_data(path, data, |stat| {
-                stat.mtime = context.time;
-                stat.mzxid = context.zxid;
-                stat.version = version;
-            });
-            let (old, new) = (node.digest(), changed.digest());
-            *node = changed;
-            (stat, old, new)
-        };
+        let node = self.find_mut(path).ok_or(ErrorCode::NoNode)?;
+        let (old, new, stat) = node.set_data(path, data, |stat| {
+            stat.mtime = context.time;
+            stat.mzxid = context.zxid;
+            stat.version = version;
+        });
         self.replace_digest(old, new);
         out.push(trigger(path, WatchEvent::NodeDataChanged));
         Ok(stat)
@@ -498,9 +559,9 @@ fn push_children(stack: &mut Vec<(String, Node)>, path: &str, node: &Node) {
     });
 }
 
-fn trigger(path: &str, event: WatchEvent) -> WatchTrigger {
+fn trigger(path: &str, event: WatchEvent) -> WatchTrigger<'_> {
     WatchTrigger {
-        path: path.to_owned(),
+        path: Cow::Borrowed(path),
         event,
     }
 }

@@ -32,7 +32,7 @@ use acl::{AclRef, SharedInterner};
 use node::{NewNode, Node};
 use trie::{Leaf, Trie};
 
-pub use apply::{ApplyOutcome, OpResult, WatchEvent, WatchTrigger};
+pub use apply::{ApplyOutcome, OpResult, Triggers, WatchEvent, WatchTrigger};
 pub use kinds::{
     sequential_path, ttl_ephemeral_owner, NodeKind, CONTAINER_EPHEMERAL_OWNER, TTL_MS_MAX,
 };

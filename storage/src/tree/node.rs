@@ -302,8 +302,8 @@ impl Node {
     }
 
     /// Changes the stat of the node at `path` and its digest with it, returning the (old, new)
-    /// digest: in place when the node is not shared and the new stat encodes to the same
-    /// length, otherwise in a new allocation.
+    /// digest: in place when the node is not shared (the allocation resized if the stat's
+    /// length changes), otherwise in a new allocation.
     pub(crate) fn update_stat(
         &mut self,
         path: &str,
@@ -317,15 +317,7 @@ impl Node {
         let mut encoded = [0u8; STAT_BUFFER_BYTES];
         let len = encode_stat(&stat, &mut encoded);
         let offset = parts.stat.as_ptr() as usize - self.0.as_ptr() as usize;
-        if parts.stat.len() == len && self.is_unique() {
-            // SAFETY: the node is unique and borrowed mutably, and its stat occupies `len` bytes
-            // at `offset` in its allocation.
-            unsafe {
-                let at = self.0.as_ptr().cast::<u8>().add(offset);
-                std::ptr::copy_nonoverlapping(encoded.as_ptr(), at, len);
-                (*self.0.as_ptr()).digest = new;
-            }
-        } else {
+        if !self.is_unique() {
             *self = Node::build(
                 new,
                 self.acl().clone(),
@@ -334,32 +326,141 @@ impl Node {
                 parts.name,
                 parts.data,
             );
+        } else if parts.stat.len() == len {
+            // SAFETY: the node is unique and borrowed mutably, and its stat occupies `len` bytes
+            // at `offset` in its allocation.
+            unsafe {
+                let at = self.0.as_ptr().cast::<u8>().add(offset);
+                std::ptr::copy_nonoverlapping(encoded.as_ptr(), at, len);
+                (*self.0.as_ptr()).digest = new;
+            }
+        } else {
+            self.rewrite_unique(new, &encoded[..len], NewData::Keep);
         }
         (old, new)
     }
 
-    /// The node at `path` with new data and the stat `change` makes (a new allocation: the data
-    /// is part of it), its digest computed; and its client stat.
-    pub(crate) fn with_data(
-        &self,
+    /// Gives the node at `path` new data and the stat `change` makes, returning the (old, new)
+    /// digest and the client stat: in place when the node is not shared (the allocation
+    /// resized when the body's length changes, which the allocator mostly does without
+    /// moving it), otherwise in a new allocation.
+    pub(crate) fn set_data(
+        &mut self,
         path: &str,
         data: Option<&[u8]>,
         change: impl FnOnce(&mut StatPersisted),
-    ) -> (Node, Stat) {
+    ) -> (u32, u32, Stat) {
+        let old = self.digest();
         let parts = self.parts();
         let mut stat = decode_stat(parts.from_stat);
         change(&mut stat);
-        let node = Node::build(
-            node_digest(path, data, &stat),
-            self.acl().clone(),
-            self.children().clone(),
-            &stat,
-            parts.name,
-            data,
-        );
-        let data_len = data.map_or(0, <[u8]>::len);
-        (node, client_stat(&stat, data_len, self.children().len()))
+        let new = node_digest(path, data, &stat);
+        let client = client_stat(&stat, data.map_or(0, <[u8]>::len), self.children().len());
+        if self.is_unique() {
+            let mut encoded = [0u8; STAT_BUFFER_BYTES];
+            let len = encode_stat(&stat, &mut encoded);
+            self.rewrite_unique(new, &encoded[..len], NewData::Set(data));
+        } else {
+            *self = Node::build(
+                new,
+                self.acl().clone(),
+                self.children().clone(),
+                &stat,
+                parts.name,
+                data,
+            );
+        }
+        (old, new, client)
     }
+
+    /// Rewrites the body of a node no clone shares for an encoded stat and new (or the same)
+    /// data, keeping the name: the allocation is resized to the new body (grown before the
+    /// parts move, shrunk after) and the parts moved to their new offsets.
+    fn rewrite_unique(&mut self, digest: u32, stat: &[u8], data: NewData<'_>) {
+        debug_assert!(self.is_unique());
+        let parts = self.parts();
+        let base = self.0.as_ptr().cast::<u8>();
+        let offset = |bytes: &[u8]| bytes.as_ptr() as usize - base as usize;
+        let old_rest = self.body().len();
+        let name_len = parts.name.len();
+        let old_name_at = offset(parts.name);
+        let old_data_at = offset(parts.stat) + parts.stat.len();
+        let old_data_len = HEADER_BYTES + varint_len(old_rest as u64) + old_rest - old_data_at;
+        let (data_is_null, data_len) = match data {
+            NewData::Keep => (parts.data.is_none(), old_data_len),
+            NewData::Set(new) => (new.is_none(), new.map_or(0, <[u8]>::len)),
+        };
+        let tag = (name_len as u64) << 1 | u64::from(data_is_null);
+        let rest = varint_len(tag) + name_len + stat.len() + data_len;
+        assert!(rest <= BODY_BYTES_MAX, "znode too large");
+        let (old_layout, new_layout) = (layout_for(old_rest), layout_for(rest));
+        let rest_varint = varint(rest as u64);
+        let tag_varint = varint(tag);
+        let name_at = HEADER_BYTES + rest_varint.len() + tag_varint.len();
+        let stat_at = name_at + name_len;
+        let data_at = stat_at + stat.len();
+        let resize = |base: *mut u8| {
+            // SAFETY: `base` is this node's allocation, made with `old_layout` (a node's layout
+            // depends only on its body's length); nothing else refers to it (count 1).
+            let moved = unsafe { alloc::realloc(base, old_layout, new_layout.size()) };
+            if moved.is_null() {
+                alloc::handle_alloc_error(new_layout);
+            }
+            moved
+        };
+        // SAFETY: the node is unique and borrowed mutably, so this is the only access to its
+        // allocation. Every copy below lies within the allocation as sized at that point: it
+        // is grown before any part moves and shrunk only after they have; the name and kept
+        // data move with `ptr::copy` (overlap allowed), in the order that does not overwrite
+        // one's source with the other (when the stat grows both move right, data first; when
+        // it shrinks both move left, name first). New data comes from the txn, never from the
+        // node.
+        unsafe {
+            let mut base = base;
+            if new_layout.size() > old_layout.size() {
+                base = resize(base);
+            }
+            let move_name = |base: *mut u8| {
+                std::ptr::copy(base.add(old_name_at), base.add(name_at), name_len);
+            };
+            match data {
+                NewData::Keep if data_at > old_data_at => {
+                    std::ptr::copy(base.add(old_data_at), base.add(data_at), data_len);
+                    move_name(base);
+                }
+                NewData::Keep => {
+                    move_name(base);
+                    std::ptr::copy(base.add(old_data_at), base.add(data_at), data_len);
+                }
+                NewData::Set(new) => {
+                    move_name(base);
+                    let new = new.unwrap_or_default();
+                    std::ptr::copy_nonoverlapping(new.as_ptr(), base.add(data_at), new.len());
+                }
+            }
+            if new_layout.size() < old_layout.size() {
+                base = resize(base);
+            }
+            for (at, part) in [
+                (HEADER_BYTES, &rest_varint[..]),
+                (HEADER_BYTES + rest_varint.len(), &tag_varint[..]),
+                (stat_at, stat),
+            ] {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), base.add(at), part.len());
+            }
+            (*base.cast::<Header>()).digest = digest;
+            self.0 = NonNull::new_unchecked(base.cast::<Header>());
+        }
+    }
+}
+
+/// The data a rewritten node body holds.
+#[derive(Clone, Copy)]
+enum NewData<'a> {
+    /// The node's own data, moved to its new offset.
+    Keep,
+    /// Data from a txn (`None`: null data).
+    Set(Option<&'a [u8]>),
 }
 
 /// The stat a client sees for a node with this persisted stat, data length and children.
@@ -774,6 +875,93 @@ mod tests {
             node.digest(),
             node_digest("/a", Some(b"d"), &node.persisted_stat())
         );
+    }
+
+    /// Stats whose encodings range from the shortest (all fields zero but czxid) to long.
+    fn stats_of_every_length() -> Vec<StatPersisted> {
+        let small = StatPersisted {
+            czxid: 1,
+            mzxid: 1,
+            pzxid: 1,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+        };
+        let mut stats = vec![small];
+        stats.extend((0..6).map(|seed| stat_with(1 << (seed * 11))));
+        stats
+    }
+
+    #[test]
+    fn a_unique_node_is_rewritten_in_place_for_every_change_of_length() {
+        // Names across the one-byte tag limit, data across the one-byte body-length limit,
+        // null data, and stats that grow and shrink.
+        let names: [&[u8]; 3] = [b"", b"n", &[b'x'; 70]];
+        let data: Vec<Option<Vec<u8>>> = [None, Some(0), Some(1), Some(90), Some(130), Some(300)]
+            .into_iter()
+            .map(|len| len.map(|len| (0..len).map(|i| i as u8 ^ 0x5a).collect()))
+            .collect();
+        let stats = stats_of_every_length();
+        for name in names {
+            let path = format!("/p/{}", String::from_utf8_lossy(name));
+            for from in &data {
+                for to in &data {
+                    for (at, stat) in stats.iter().enumerate() {
+                        let first = stats[(at + 3) % stats.len()];
+                        let mut node =
+                            Node::build(7, acl(), Trie::default(), &first, name, from.as_deref());
+                        node.children_mut().insert(Node::build(
+                            0,
+                            acl(),
+                            Trie::default(),
+                            &first,
+                            b"child",
+                            None,
+                        ));
+                        let (old, new, client) =
+                            node.set_data(&path, to.as_deref(), |each| *each = *stat);
+                        assert_eq!(old, 7);
+                        assert_eq!(new, node_digest(&path, to.as_deref(), stat));
+                        assert_eq!(node.digest(), new);
+                        assert_eq!(node.name(), name);
+                        assert_eq!(node.data(), to.as_deref());
+                        assert_eq!(node.persisted_stat(), *stat);
+                        assert_eq!(client, node.stat());
+                        assert_eq!(node.children().len(), 1);
+                        // The stat alone, back to the first one: the data is kept.
+                        node.update_stat(&path, |each| *each = first);
+                        assert_eq!(node.persisted_stat(), first);
+                        assert_eq!((node.name(), node.data()), (name, to.as_deref()));
+                        assert_eq!(node.digest(), node_digest(&path, to.as_deref(), &first));
+                        assert_eq!(node.children().len(), 1);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_node_is_copied_for_new_data_and_the_clone_keeps_the_old() {
+        let mut node = Node::build(0, acl(), Trie::default(), &stat_with(3), b"a", Some(b"old"));
+        let shared = node.clone();
+        let (_, digest, _) = node.set_data("/a", Some(b"new data"), |stat| stat.version = 9);
+        assert_ne!(node.0, shared.0);
+        assert_eq!(
+            (shared.data(), shared.persisted_stat()),
+            (Some(&b"old"[..]), stat_with(3))
+        );
+        assert_eq!(node.data(), Some(&b"new data"[..]));
+        assert_eq!(node.persisted_stat().version, 9);
+        assert_eq!(node.digest(), digest);
+        // Unique again: the next change is made in place, without a new allocation.
+        drop(shared);
+        let before = node.0;
+        node.set_data("/a", Some(b"new_data"), |stat| stat.version = 10);
+        assert_eq!(node.0, before, "same length, unique: in place");
+        assert_eq!(node.data(), Some(&b"new_data"[..]));
     }
 
     #[test]

@@ -21,8 +21,8 @@ fn header(zxid: i64, txn: &Txn) -> TxnHeader {
     }
 }
 
-fn apply(tree: &mut Tree, zxid: i64, txn: Txn) -> ApplyOutcome {
-    tree.apply(&header(zxid, &txn), &txn)
+fn apply(tree: &mut Tree, zxid: i64, txn: Txn) -> ApplyOutcome<'static> {
+    tree.apply(&header(zxid, &txn), &txn).into_owned()
 }
 
 fn create(path: &str, data: &[u8], parent_cversion: i32) -> Txn {
@@ -118,7 +118,7 @@ fn create_sets_stats_and_parent_cversion() {
         }
     );
     assert_eq!(
-        outcome.triggers,
+        outcome.triggers.to_vec(),
         vec![
             WatchTrigger {
                 path: "/a".into(),
@@ -148,7 +148,7 @@ fn delete_moves_pzxid_not_cversion() {
     let outcome = apply(&mut tree, 3, delete("/a/b"));
     assert_eq!(outcome.result, OpResult::Deleted);
     assert_eq!(
-        outcome.triggers,
+        outcome.triggers.to_vec(),
         vec![
             WatchTrigger {
                 path: "/a/b".into(),
@@ -184,7 +184,7 @@ fn set_data_and_acl_are_absolute() {
     );
     assert_eq!(stat.data_length, 2);
     assert_eq!(
-        outcome.triggers,
+        outcome.triggers.to_vec(),
         vec![WatchTrigger {
             path: "/a".into(),
             event: WatchEvent::NodeDataChanged
@@ -261,7 +261,7 @@ fn ephemerals_are_indexed_and_closed_with_the_session() {
         .triggers
         .iter()
         .filter(|t| t.event == WatchEvent::NodeDeleted)
-        .map(|t| t.path.as_str())
+        .map(|t| t.path.as_ref())
         .collect();
     assert_eq!(deleted, ["/app/e1", "/e3", "/app/e2"]);
     assert!(tree.ephemerals(SESSION, "/").is_empty());

@@ -68,9 +68,9 @@ fn is_below(path: &str, ancestor: &str) -> bool {
         && path.as_bytes()[ancestor.len()] == b'/'
 }
 
-fn trigger(path: &str, event: WatchEvent) -> WatchTrigger {
+fn trigger(path: &str, event: WatchEvent) -> WatchTrigger<'static> {
     WatchTrigger {
-        path: path.to_owned(),
+        path: path.to_owned().into(),
         event,
     }
 }
@@ -196,7 +196,7 @@ impl Model {
         sum as i64
     }
 
-    pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> ApplyOutcome {
+    pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> ApplyOutcome<'static> {
         let mut triggers = Vec::new();
         let result = match txn {
             Txn::Multi(ops) => self.multi(header, ops, &mut triggers),
@@ -223,11 +223,16 @@ impl Model {
             zxid: Zxid(header.zxid),
             err: first_error(&result),
             result,
-            triggers,
+            triggers: triggers.into(),
         }
     }
 
-    fn multi(&mut self, header: &TxnHeader, ops: &[Txn], out: &mut Vec<WatchTrigger>) -> OpResult {
+    fn multi(
+        &mut self,
+        header: &TxnHeader,
+        ops: &[Txn],
+        out: &mut Vec<WatchTrigger<'static>>,
+    ) -> OpResult<'static> {
         if ops.iter().any(|op| matches!(op, Txn::Error(_))) {
             let mut failed = false;
             return OpResult::Multi(
@@ -254,8 +259,8 @@ impl Model {
         &mut self,
         header: &TxnHeader,
         txn: &Txn,
-        out: &mut Vec<WatchTrigger>,
-    ) -> Result<OpResult, ErrorCode> {
+        out: &mut Vec<WatchTrigger<'static>>,
+    ) -> Result<OpResult<'static>, ErrorCode> {
         match txn {
             Txn::Create(body) | Txn::Create2(body) => {
                 let owner = if body.ephemeral { header.client_id } else { 0 };
@@ -353,8 +358,8 @@ impl Model {
         &mut self,
         header: &TxnHeader,
         (path, data, acl, owner, given): (&String, &Option<Bytes>, &Vec<Acl>, i64, i32),
-        out: &mut Vec<WatchTrigger>,
-    ) -> Result<OpResult, ErrorCode> {
+        out: &mut Vec<WatchTrigger<'static>>,
+    ) -> Result<OpResult<'static>, ErrorCode> {
         if path == "/" {
             return Err(ErrorCode::NodeExists);
         }
@@ -384,7 +389,7 @@ impl Model {
         out.push(trigger(path, WatchEvent::NodeCreated));
         out.push(trigger(&parent, WatchEvent::NodeChildrenChanged));
         Ok(OpResult::Created {
-            path: path.clone(),
+            path: path.clone().into(),
             stat: self.stat(path).ok_or(ErrorCode::NoNode)?,
         })
     }
@@ -393,7 +398,7 @@ impl Model {
         &mut self,
         header: &TxnHeader,
         path: &str,
-        out: &mut Vec<WatchTrigger>,
+        out: &mut Vec<WatchTrigger<'static>>,
     ) -> Result<(), ErrorCode> {
         let (parent, _) = parent_of(path).ok_or(ErrorCode::BadArguments)?;
         let parent_node = self.nodes.get_mut(&parent).ok_or(ErrorCode::NoNode)?;
