@@ -311,9 +311,10 @@ impl Node {
     ) -> (u32, u32) {
         let old = self.digest();
         let parts = self.parts();
-        let mut stat = decode_stat(parts.from_stat);
+        let before = decode_stat(parts.from_stat);
+        let mut stat = before;
         change(&mut stat);
-        let new = node_digest(path, parts.data, &stat);
+        let new = stat_digest_change(path, old, &before, &stat);
         let mut encoded = [0u8; STAT_BUFFER_BYTES];
         let len = encode_stat(&stat, &mut encoded);
         let offset = parts.stat.as_ptr() as usize - self.0.as_ptr() as usize;
@@ -714,16 +715,9 @@ fn decode_stat(bytes: &[u8]) -> StatPersisted {
     }
 }
 
-/// The per-node digest: CRC-32 of path, data and the persisted stat, the same function Apache
-/// ZooKeeper uses (digest version 2), so equal trees have equal digests on either server. Nodes
-/// under `/zookeeper/` count as zero, and the root is hashed under the empty path.
-pub(crate) fn node_digest(path: &str, data: Option<&[u8]>, stat: &StatPersisted) -> u32 {
-    if path.starts_with("/zookeeper/") {
-        return 0;
-    }
-    let path = if path == "/" { "" } else { path };
-    let data = data.unwrap_or_default();
-    let mut bytes = [0u8; 60];
+/// The stat's bytes as the digest reads them: ZooKeeper's order, big endian.
+fn digest_stat_bytes(stat: &StatPersisted) -> [u8; DIGEST_STAT_BYTES] {
+    let mut bytes = [0u8; DIGEST_STAT_BYTES];
     let longs = [stat.czxid, stat.mzxid, stat.pzxid, stat.ctime, stat.mtime];
     for (at, value) in longs.iter().enumerate() {
         bytes[at * 8..at * 8 + 8].copy_from_slice(&value.to_be_bytes());
@@ -733,6 +727,41 @@ pub(crate) fn node_digest(path: &str, data: Option<&[u8]>, stat: &StatPersisted)
         bytes[40 + at * 4..44 + at * 4].copy_from_slice(&value.to_be_bytes());
     }
     bytes[52..60].copy_from_slice(&stat.ephemeral_owner.to_be_bytes());
+    bytes
+}
+
+/// Bytes of a stat in the digest.
+const DIGEST_STAT_BYTES: usize = 60;
+/// CRC-32 of as many zero bytes as a stat takes in the digest (`stat_digest_change`).
+const ZERO_STAT_CRC: u32 = 0x0412_8908;
+
+/// The digest of the node at `path` after its stat changed from `old` to `new` (path and
+/// data unchanged), from its digest before, without reading the path or data again. CRC-32 is
+/// affine: for messages of one length, crc(a) ^ crc(b) is the CRC without the initial and
+/// final inversions of a ^ b, and leading zero bytes leave that unchanged; a ^ b is zero but
+/// in the stat at the end, so crc(a) ^ crc(b) = crc(stat delta) ^ crc(zero stat). A parent's
+/// digest therefore costs the same whatever the size of its data.
+fn stat_digest_change(path: &str, digest: u32, old: &StatPersisted, new: &StatPersisted) -> u32 {
+    if path.starts_with("/zookeeper/") {
+        return 0;
+    }
+    let mut delta = digest_stat_bytes(old);
+    for (byte, changed) in delta.iter_mut().zip(digest_stat_bytes(new)) {
+        *byte ^= changed;
+    }
+    digest ^ crc32fast::hash(&delta) ^ ZERO_STAT_CRC
+}
+
+/// The per-node digest: CRC-32 of path, data and the persisted stat, the same function Apache
+/// ZooKeeper uses (digest version 2), so equal trees have equal digests on either server. Nodes
+/// under `/zookeeper/` count as zero, and the root is hashed under the empty path.
+pub(crate) fn node_digest(path: &str, data: Option<&[u8]>, stat: &StatPersisted) -> u32 {
+    if path.starts_with("/zookeeper/") {
+        return 0;
+    }
+    let path = if path == "/" { "" } else { path };
+    let data = data.unwrap_or_default();
+    let bytes = digest_stat_bytes(stat);
     // One pass over one buffer when the node is small: each separate update of the hasher
     // ends in its own reduction, which costs more than the bytes of a small node.
     // The buffer is not zeroed first: only the bytes copied into it are read.
@@ -854,7 +883,15 @@ mod tests {
 
     #[test]
     fn stat_updates_in_place_or_by_copy() {
-        let mut node = Node::build(0, acl(), Trie::default(), &stat_with(5), b"a", Some(b"d"));
+        let digest = node_digest("/a", Some(b"d"), &stat_with(5));
+        let mut node = Node::build(
+            digest,
+            acl(),
+            Trie::default(),
+            &stat_with(5),
+            b"a",
+            Some(b"d"),
+        );
         let before = node.0;
         let (_, digest) = node.update_stat("/a", |stat| stat.version = 6);
         assert_eq!(node.0, before, "same length, unique: in place");
@@ -962,6 +999,27 @@ mod tests {
         node.set_data("/a", Some(b"new_data"), |stat| stat.version = 10);
         assert_eq!(node.0, before, "same length, unique: in place");
         assert_eq!(node.data(), Some(&b"new_data"[..]));
+    }
+
+    #[test]
+    fn a_stat_change_updates_the_digest_as_a_full_recompute_would() {
+        assert_eq!(crc32fast::hash(&[0u8; DIGEST_STAT_BYTES]), ZERO_STAT_CRC);
+        let stats = stats_of_every_length();
+        for data_len in [0usize, 3, 100, 5000] {
+            let data: Vec<u8> = (0..data_len).map(|i| (i * 13) as u8).collect();
+            for path in ["/", "/a", "/a/b/c", "/zookeeper/quota"] {
+                for old in &stats {
+                    for new in &stats {
+                        let before = node_digest(path, Some(&data), old);
+                        assert_eq!(
+                            stat_digest_change(path, before, old, new),
+                            node_digest(path, Some(&data), new),
+                            "{path} {data_len}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
