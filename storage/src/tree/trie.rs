@@ -994,12 +994,24 @@ mod tests {
 
     /// A leaf that owns memory: every clone and drop shows in the token's count.
     #[derive(Clone, Debug)]
-    struct Owned(u64, std::sync::Arc<()>);
+    struct Owned {
+        key: u64,
+        _token: std::sync::Arc<()>,
+    }
+
+    impl Owned {
+        fn new(key: u64, token: &std::sync::Arc<()>) -> Owned {
+            Owned {
+                key,
+                _token: token.clone(),
+            }
+        }
+    }
 
     impl Leaf for Owned {
         type Key = u64;
         fn key(&self) -> &u64 {
-            &self.0
+            &self.key
         }
     }
 
@@ -1008,19 +1020,19 @@ mod tests {
         let token = std::sync::Arc::new(());
         let mut trie = Trie::default();
         for key in 0..3000u64 {
-            assert!(trie.insert_new(Owned(key, token.clone())).is_ok());
+            assert!(trie.insert_new(Owned::new(key, &token)).is_ok());
         }
         assert_eq!(std::sync::Arc::strong_count(&token), 3001);
         for key in (0..3000u64).filter(|key| key % 3 != 0) {
             let removed = trie.remove(&key).expect("present");
-            assert_eq!(removed.0, key);
+            assert_eq!(removed.key, key);
         }
         assert_eq!(std::sync::Arc::strong_count(&token), 1001);
         assert!((0..3000u64).all(|key| trie.get(&key).is_some() == (key % 3 == 0)));
         // A shared trie: edits copy the branches on the path; the clone keeps its leaves.
         let shared = trie.clone();
         for key in 3000..3500u64 {
-            assert!(trie.insert_new(Owned(key, token.clone())).is_ok());
+            assert!(trie.insert_new(Owned::new(key, &token)).is_ok());
         }
         trie.remove(&0);
         assert_eq!(shared.len(), 1000);
