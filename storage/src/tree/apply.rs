@@ -309,10 +309,7 @@ impl Tree {
             for path in left {
                 let mut triggers = Triggers::new();
                 let _ = self.delete(context, &path, &mut triggers);
-                out.extend(triggers.into_iter().map(|trigger| WatchTrigger {
-                    path: Cow::Owned(trigger.path.into_owned()),
-                    event: trigger.event,
-                }));
+                out.extend(triggers.into_iter().map(|trigger| trigger.into_owned()));
             }
         }
         OpResult::SessionClosed

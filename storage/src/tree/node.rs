@@ -273,19 +273,24 @@ impl Node {
         self.header().count.load(Ordering::Acquire) == 1
     }
 
+    /// A new allocation with this node's name, ACL and children and the given digest, stat
+    /// and data (how a shared node is written: the clone keeps the old one).
+    fn copy_with(&self, digest: u32, stat: &StatPersisted, data: Option<&[u8]>) -> Node {
+        Node::build(
+            digest,
+            self.acl().clone(),
+            self.children().clone(),
+            stat,
+            self.name(),
+            data,
+        )
+    }
+
     /// The header for writing, copying the node first if a clone still shares it.
     fn header_mut(&mut self) -> &mut Header {
         if !self.is_unique() {
             let parts = self.parts();
-            let copy = Node::build(
-                self.digest(),
-                self.acl().clone(),
-                self.children().clone(),
-                &decode_stat(parts.from_stat),
-                parts.name,
-                parts.data,
-            );
-            *self = copy;
+            *self = self.copy_with(self.digest(), &decode_stat(parts.from_stat), parts.data);
         }
         // SAFETY: the count is 1 and `self` is borrowed mutably, so no other reference to the
         // allocation exists while the returned borrow lives.
@@ -319,14 +324,7 @@ impl Node {
         let len = encode_stat(&stat, &mut encoded);
         let offset = parts.stat.as_ptr() as usize - self.0.as_ptr() as usize;
         if !self.is_unique() {
-            *self = Node::build(
-                new,
-                self.acl().clone(),
-                self.children().clone(),
-                &stat,
-                parts.name,
-                parts.data,
-            );
+            *self = self.copy_with(new, &stat, parts.data);
         } else if parts.stat.len() == len {
             // SAFETY: the node is unique and borrowed mutably, and its stat occupies `len` bytes
             // at `offset` in its allocation.
@@ -362,14 +360,7 @@ impl Node {
             let len = encode_stat(&stat, &mut encoded);
             self.rewrite_unique(new, &encoded[..len], NewData::Set(data));
         } else {
-            *self = Node::build(
-                new,
-                self.acl().clone(),
-                self.children().clone(),
-                &stat,
-                parts.name,
-                data,
-            );
+            *self = self.copy_with(new, &stat, data);
         }
         (old, new, client)
     }
