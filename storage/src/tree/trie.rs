@@ -697,46 +697,55 @@ impl<L: Leaf> Trie<L> {
 
     fn from_hashed(hashed: impl IntoIterator<Item = (u64, L)>) -> Result<Trie<L>, L> {
         // Ordered by the chunks in the order the levels use them, every branch's leaves are
-        // one run, and within it every slot's. The sort key is computed once per leaf.
-        let mut keyed: Vec<(u128, u64, L)> = hashed
+        // one run, and within it every slot's. The sort key is computed once per leaf and
+        // holds the whole hash, so it is all a leaf carries besides itself (16 bytes for a
+        // znode: a restore sorts a million-child directory's leaves in 16 MB).
+        let mut keyed: Vec<(u64, Option<L>)> = hashed
             .into_iter()
-            .map(|(hash, leaf)| (level_order(hash), hash, leaf))
+            .map(|(hash, leaf)| (level_order(hash), Some(leaf)))
             .collect();
         if keyed.is_empty() {
             return Ok(Trie::default());
         }
-        keyed.sort_unstable_by_key(|(key, _, _)| *key);
-        let hashes: Vec<u64> = keyed.iter().map(|(_, hash, _)| *hash).collect();
-        let mut leaves = keyed.into_iter().map(|(_, _, leaf)| leaf);
+        keyed.sort_unstable_by_key(|(key, _)| *key);
         Ok(Trie {
-            root: Some(build_branch(&hashes, &mut leaves, 0)?),
+            root: Some(build_branch(&mut keyed, 0)?),
         })
     }
 }
 
+/// Bits of the hash the level at `depth` uses: `LEVEL_BITS`, and what is left for the last.
+fn level_bits(depth: u32) -> u32 {
+    LEVEL_BITS.min(u64::BITS - depth * LEVEL_BITS)
+}
+
 /// `hash` with its chunks reordered so that comparing two keys compares chunk 0 first, then
-/// chunk 1, and so on.
-fn level_order(hash: u64) -> u128 {
-    (0..DEPTH_MAX).fold(0u128, |key, depth| {
-        key << LEVEL_BITS | u128::from(chunk(hash, depth))
+/// chunk 1, and so on: chunk 0 in the top bits. The levels use the 64 bits exactly once, so
+/// the key holds all of the hash.
+fn level_order(hash: u64) -> u64 {
+    (0..DEPTH_MAX).fold(0, |key, depth| {
+        key << level_bits(depth) | u64::from(chunk(hash, depth))
     })
 }
 
-/// The branch at `depth` holding the next `hashes.len()` leaves of `leaves` (sorted by
-/// `level_order`, `hashes` being theirs, all with the same chunks above `depth`), as inserting
-/// them one by one would make it.
-fn build_branch<L: Leaf, I: Iterator<Item = L>>(
-    hashes: &[u64],
-    leaves: &mut I,
-    depth: u32,
-) -> Result<Branch<L>, L> {
-    let total = hashes.len();
-    // The callers hold at least `total` more leaves in `leaves`: one per hash.
-    let next_leaf = |leaves: &mut I| leaves.next().expect("a leaf per hash");
+/// The chunk of level `depth` in a `level_order` key (equal to `chunk` of the hash).
+fn key_chunk(key: u64, depth: u32) -> u32 {
+    // The chunks of levels 0..=depth take the top bits: `LEVEL_BITS` each, the last fewer.
+    let below = u64::BITS.saturating_sub((depth + 1) * LEVEL_BITS);
+    ((key >> below) & ((1 << level_bits(depth)) - 1)) as u32
+}
+
+/// The branch at `depth` holding `keyed`'s leaves (sorted by their `level_order` keys, all
+/// with the same chunks above `depth`), as inserting them one by one would make it. The
+/// leaves are taken out of `keyed`.
+fn build_branch<L: Leaf>(keyed: &mut [(u64, Option<L>)], depth: u32) -> Result<Branch<L>, L> {
+    let total = keyed.len();
+    // Each entry is taken once: the runs below partition the slice.
+    let take = |entry: &mut (u64, Option<L>)| entry.1.take().expect("a leaf per entry");
     if depth >= DEPTH_MAX {
         let mut bucket: Vec<L> = Vec::with_capacity(total);
-        for _ in 0..total {
-            let leaf = next_leaf(leaves);
+        for entry in keyed.iter_mut() {
+            let leaf = take(entry);
             if bucket.iter().any(|old| old.key() == leaf.key()) {
                 return Err(leaf);
             }
@@ -751,21 +760,22 @@ fn build_branch<L: Leaf, I: Iterator<Item = L>>(
     };
     let mut own = Vec::new();
     let mut below = Vec::new();
-    let mut at = 0;
-    while at < total {
-        let slot_chunk = chunk(hashes[at], depth);
-        let run = hashes[at..]
+    let mut rest = keyed;
+    while let Some((first, _)) = rest.first() {
+        let slot_chunk = key_chunk(*first, depth);
+        let run = rest
             .iter()
-            .take_while(|hash| chunk(**hash, depth) == slot_chunk)
+            .take_while(|(key, _)| key_chunk(*key, depth) == slot_chunk)
             .count();
+        let (slot, after) = std::mem::take(&mut rest).split_at_mut(run);
         if run == 1 {
             maps.leafmap |= 1 << slot_chunk;
-            own.push(next_leaf(leaves));
+            own.push(take(&mut slot[0]));
         } else {
             maps.branchmap |= 1 << slot_chunk;
-            below.push(build_branch(&hashes[at..at + run], leaves, depth + 1)?);
+            below.push(build_branch(slot, depth + 1)?);
         }
-        at += run;
+        rest = after;
     }
     Ok(Branch::new(maps, own, below))
 }
@@ -1132,6 +1142,24 @@ mod tests {
         }
         let ids: std::collections::HashSet<u64> = (0..10_000i64).map(|id| hash_key(&id)).collect();
         assert_eq!(ids.len(), 10_000, "distinct ids hash apart");
+    }
+
+    #[test]
+    fn level_order_keys_hold_every_chunk_of_the_hash() {
+        let mut hash = 0x0123_4567_89ab_cdef_u64;
+        for _ in 0..1000 {
+            hash = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ 0x5bd1_e995;
+            let key = level_order(hash);
+            for depth in 0..DEPTH_MAX {
+                assert_eq!(
+                    key_chunk(key, depth),
+                    chunk(hash, depth),
+                    "{hash:x} at {depth}"
+                );
+            }
+        }
+        assert_eq!(level_order(u64::MAX), u64::MAX);
+        assert_eq!(key_chunk(level_order(1 << 63), DEPTH_MAX - 1), 8);
     }
 
     #[test]
