@@ -96,6 +96,20 @@ impl Leaf for PathEntry {
     }
 }
 
+/// The results of scoped threads in the order of `handles`; a thread's panic is passed on.
+fn joined<'scope, T>(
+    handles: impl IntoIterator<Item = std::thread::ScopedJoinHandle<'scope, T>>,
+) -> Vec<T> {
+    handles
+        .into_iter()
+        .map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+        .collect()
+}
+
 /// Splits `path` into parent path and child name; `None` for `/` and malformed paths (not
 /// absolute, an empty name anywhere, a trailing slash).
 fn split_parent(path: &str) -> Option<(&str, &str)> {

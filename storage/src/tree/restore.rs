@@ -8,7 +8,7 @@ use zinc_protocol::{Acl, StatPersisted, Zxid};
 use super::acl::AclRef;
 use super::node::Node;
 use super::trie::Trie;
-use super::{split_parent, Tree};
+use super::{joined, split_parent, Tree};
 
 /// One node as a snapshot lists it.
 pub struct RestoredNode<'a> {
@@ -97,7 +97,9 @@ impl Tree {
                 let parent = parent as usize;
                 let trie = trie.map_err(|child| {
                     let name = String::from_utf8_lossy(child.name());
-                    format!("node {}/{name} is listed twice", node_at(parent).path)
+                    let path = node_at(parent).path;
+                    let slash = if path == "/" { "" } else { "/" };
+                    format!("node {path}{slash}{name} is listed twice")
                 })?;
                 let node = built[parent].as_mut().ok_or("a parent was placed early")?;
                 *node.children_mut() = trie;
@@ -205,15 +207,8 @@ fn in_parts<T: Send>(
             .map(|(part, (nodes, parents))| {
                 scope.spawn(move || work(part * per_thread, nodes, parents))
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+            .collect::<Vec<_>>();
+        joined(handles)
     })
 }
 
@@ -263,31 +258,41 @@ fn build_part<'a>(
 }
 
 /// The children's trie of each of `parents` (one level, in list order), taking the children
-/// out of their regions of `placed`; on several threads when the level has many children.
+/// out of their regions of `placed`; on several threads when the level has many children:
+/// split by parents, or, when one parent holds most of them, within that parent's trie.
 fn level_tries(
     parents: &[u32],
     starts: &[u32],
     placed: &mut [Option<Node>],
     children: usize,
 ) -> Vec<(u32, Result<Trie<Node>, Node>)> {
-    let build = |parents: &[u32], placed: &mut [Option<Node>], offset: usize| {
+    let region_len = |parent: u32| {
+        let p = parent as usize;
+        (starts[p + 1] - starts[p]) as usize
+    };
+    // `trie_threads`: threads for one trie, for a parent with many children.
+    let build = |parents: &[u32], placed: &mut [Option<Node>], offset: usize, trie_threads| {
         parents
             .iter()
-            .filter(|parent| starts[**parent as usize] < starts[**parent as usize + 1])
+            .filter(|parent| region_len(**parent) > 0)
             .map(|parent| {
                 let p = *parent as usize;
                 let region =
                     &mut placed[starts[p] as usize - offset..starts[p + 1] as usize - offset];
-                (
-                    *parent,
-                    Trie::from_leaves(region.iter_mut().filter_map(Option::take)),
-                )
+                let trie = if trie_threads > 1 && region.len() >= PARALLEL_MIN {
+                    Trie::from_places_parallel(region, trie_threads)
+                } else {
+                    Trie::from_leaves(region.iter_mut().filter_map(Option::take))
+                };
+                (*parent, trie)
             })
             .collect::<Vec<_>>()
     };
-    let threads = threads_for(children).min(parents.len().max(1));
-    if threads == 1 {
-        return build(parents, placed, 0);
+    let threads = threads_for(children);
+    let largest = parents.iter().map(|parent| region_len(*parent)).max();
+    if threads == 1 || parents.len() == 1 || largest.unwrap_or(0) * 2 > children {
+        // One parent holds most of the level: its trie gets the threads.
+        return build(parents, placed, 0, threads);
     }
     // Parents in list order have their regions in the same order: split both at the same
     // parents, so each thread owns its parents' regions.
@@ -305,16 +310,9 @@ fn level_tries(
             rest = after;
             let group_offset = first_start;
             offset = end;
-            handles.push(scope.spawn(move || build(group, mine, group_offset)));
+            handles.push(scope.spawn(move || build(group, mine, group_offset, 1)));
         }
-        handles
-            .into_iter()
-            .flat_map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        joined(handles).into_iter().flatten().collect()
     })
 }
 
@@ -356,7 +354,7 @@ mod tests {
             ),
             (
                 &[("/", 0), ("/a", 0), ("/a", 0)][..],
-                "node //a is listed twice",
+                "node /a is listed twice",
             ),
             (
                 &[("/", 0), ("/a/", 0)][..],
@@ -380,6 +378,47 @@ mod tests {
         assert!(
             tree.stat("/zookeeper").is_none(),
             "only what the list holds"
+        );
+    }
+
+    #[test]
+    fn a_directory_larger_than_a_thread_share_comes_back_whole() {
+        // One parent holds most of the list: its trie is built on several threads (on a
+        // machine with more than one CPU), the other parent's on the calling thread.
+        let many = PARALLEL_MIN + 1000;
+        let mut paths = vec!["/".to_string(), "/big".to_string(), "/small".to_string()];
+        paths.extend((0..many).map(|i| format!("/big/n{i:07}")));
+        paths.extend((0..3).map(|i| format!("/small/s{i}")));
+        let parent_of = |path: &str| {
+            if path.starts_with("/big/") {
+                1
+            } else if path.starts_with("/small/") {
+                2
+            } else {
+                0
+            }
+        };
+        let nodes: Vec<(&str, u32)> = paths
+            .iter()
+            .map(|path| (path.as_str(), parent_of(path)))
+            .collect();
+        let tree = restore(&nodes).expect("a tree");
+        assert_eq!(tree.node_count(), paths.len() as u64);
+        let mut children = tree.children("/big").expect("children of /big");
+        children.sort();
+        let expected: Vec<String> = (0..many).map(|i| format!("n{i:07}")).collect();
+        assert_eq!(children, expected);
+        assert_eq!(
+            tree.children("/small").expect("children of /small").len(),
+            3
+        );
+
+        // The same list with one name twice among the many.
+        let mut twice = nodes.clone();
+        twice.push(("/big/n0012345", 1));
+        assert_eq!(
+            restore(&twice).err().as_deref(),
+            Some("node /big/n0012345 is listed twice")
         );
     }
 }

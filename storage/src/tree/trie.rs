@@ -753,31 +753,145 @@ fn build_branch<L: Leaf>(keyed: &mut [(u64, Option<L>)], depth: u32) -> Result<B
         }
         return Ok(Branch::new(Maps::bucket(total), bucket, Vec::new()));
     }
-    let mut maps = Maps {
-        leafmap: 0,
-        branchmap: 0,
-        total: total as u32,
-    };
-    let mut own = Vec::new();
-    let mut below = Vec::new();
-    let mut rest = keyed;
-    while let Some((first, _)) = rest.first() {
-        let slot_chunk = key_chunk(*first, depth);
-        let run = rest
-            .iter()
-            .take_while(|(key, _)| key_chunk(*key, depth) == slot_chunk)
-            .count();
-        let (slot, after) = std::mem::take(&mut rest).split_at_mut(run);
-        if run == 1 {
-            maps.leafmap |= 1 << slot_chunk;
-            own.push(take(&mut slot[0]));
-        } else {
-            maps.branchmap |= 1 << slot_chunk;
-            below.push(build_branch(slot, depth + 1)?);
+    let mut slots = Slots::default();
+    slots.fill(keyed, depth)?;
+    Ok(slots.into_branch(total))
+}
+
+/// A branch's slots as they are gathered, in chunk order.
+struct Slots<L: Leaf> {
+    leafmap: u32,
+    branchmap: u32,
+    own: Vec<L>,
+    below: Vec<Branch<L>>,
+}
+
+impl<L: Leaf> Default for Slots<L> {
+    fn default() -> Self {
+        Slots {
+            leafmap: 0,
+            branchmap: 0,
+            own: Vec::new(),
+            below: Vec::new(),
         }
-        rest = after;
     }
-    Ok(Branch::new(maps, own, below))
+}
+
+impl<L: Leaf> Slots<L> {
+    /// Adds the slots of `keyed` (sorted, all with the same chunks above `depth`, after the
+    /// chunks of the slots already added) at `depth`, building the branches below; the leaves
+    /// are taken out of `keyed`.
+    fn fill(&mut self, keyed: &mut [(u64, Option<L>)], depth: u32) -> Result<(), L> {
+        let mut rest = keyed;
+        while let Some((first, _)) = rest.first() {
+            let slot_chunk = key_chunk(*first, depth);
+            let run = rest
+                .iter()
+                .take_while(|(key, _)| key_chunk(*key, depth) == slot_chunk)
+                .count();
+            let (slot, after) = std::mem::take(&mut rest).split_at_mut(run);
+            if run == 1 {
+                self.leafmap |= 1 << slot_chunk;
+                self.own
+                    .push(slot[0].1.take().expect("each entry is taken once"));
+            } else {
+                self.branchmap |= 1 << slot_chunk;
+                self.below.push(build_branch(slot, depth + 1)?);
+            }
+            rest = after;
+        }
+        Ok(())
+    }
+
+    /// Appends `later`, whose slots all come after this one's.
+    fn append(&mut self, later: Slots<L>) {
+        self.leafmap |= later.leafmap;
+        self.branchmap |= later.branchmap;
+        self.own.extend(later.own);
+        self.below.extend(later.below);
+    }
+
+    fn into_branch(self, total: usize) -> Branch<L> {
+        let maps = Maps {
+            leafmap: self.leafmap,
+            branchmap: self.branchmap,
+            total: total as u32,
+        };
+        Branch::new(maps, self.own, self.below)
+    }
+}
+
+impl<L: Leaf + Send + Sync> Trie<L> {
+    /// As [`Trie::from_leaves`] for the leaves in `places` (taken out of them), on up to
+    /// `threads` threads: the leaves are hashed in parallel, and the first level's slots are
+    /// split among the threads, each building the branches below its slots. For a restore's
+    /// largest directories, whose one trie would otherwise be built on one thread.
+    pub(crate) fn from_places_parallel(
+        places: &mut [Option<L>],
+        threads: usize,
+    ) -> Result<Trie<L>, L> {
+        let threads = threads.clamp(1, places.len().max(1));
+        let per_thread = places.len().div_ceil(threads).max(1);
+        let mut keyed: Vec<(u64, Option<L>)> = Vec::new();
+        keyed.resize_with(places.len(), || (0, None));
+        std::thread::scope(|scope| {
+            for (from, to) in places
+                .chunks_mut(per_thread)
+                .zip(keyed.chunks_mut(per_thread))
+            {
+                scope.spawn(move || {
+                    for (place, entry) in from.iter_mut().zip(to) {
+                        if let Some(leaf) = place.take() {
+                            *entry = (level_order(hash_key(leaf.key())), Some(leaf));
+                        }
+                    }
+                });
+            }
+        });
+        keyed.retain(|(_, leaf)| leaf.is_some());
+        if keyed.is_empty() {
+            return Ok(Trie::default());
+        }
+        keyed.sort_unstable_by_key(|(key, _)| *key);
+        let total = keyed.len();
+        // Split where the first level's chunk changes, near equal parts.
+        let mut parts: Vec<&mut [(u64, Option<L>)]> = Vec::with_capacity(threads);
+        let mut rest = keyed.as_mut_slice();
+        for part in 1..threads {
+            let wanted = (total * part / threads).saturating_sub(total - rest.len());
+            let Some((at, _)) = rest
+                .iter()
+                .enumerate()
+                .skip(wanted.max(1))
+                .find(|(at, (key, _))| key_chunk(*key, 0) != key_chunk(rest[at - 1].0, 0))
+            else {
+                break;
+            };
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(at);
+            parts.push(head);
+            rest = tail;
+        }
+        parts.push(rest);
+        let built: Vec<Result<Slots<L>, L>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut slots = Slots::default();
+                        slots.fill(part, 0).map(|()| slots)
+                    })
+                })
+                .collect::<Vec<_>>();
+            super::joined(handles)
+        });
+        let mut slots = Slots::default();
+        for part in built {
+            slots.append(part?);
+        }
+        Ok(Trie {
+            root: Some(slots.into_branch(total)),
+        })
+    }
 }
 
 impl<L: Clone> Trie<L> {
@@ -1123,6 +1237,38 @@ mod tests {
         }
         let twice = Trie::from_leaves(vec![Entry(1, 1), Entry(2, 2), Entry(1, 3)]);
         assert_eq!(twice.err(), Some(Entry(1, 3)));
+    }
+
+    #[test]
+    fn built_on_threads_equals_built_on_one() {
+        for count in [0u64, 1, 2, 33, 1000, 70_000] {
+            let keys: Vec<u64> = (0..count)
+                .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            let one = Trie::from_leaves(keys.iter().map(|k| Entry(*k, 1))).expect("distinct");
+            for threads in 1..=4 {
+                // Empty places among the leaves are skipped.
+                let mut places: Vec<Option<Entry>> = keys
+                    .iter()
+                    .flat_map(|k| [Some(Entry(*k, 1)), None])
+                    .collect();
+                let built = Trie::from_places_parallel(&mut places, threads).expect("distinct");
+                assert!(places.iter().all(Option::is_none), "every leaf taken");
+                assert_eq!(built.len(), one.len());
+                assert_eq!(
+                    order(&built),
+                    order(&one),
+                    "{count} keys on {threads} threads"
+                );
+            }
+        }
+        let mut places: Vec<Option<Entry>> = (0..5000u64).map(|k| Some(Entry(k, 1))).collect();
+        places.push(Some(Entry(4321, 2)));
+        let twice = Trie::from_places_parallel(&mut places, 2);
+        assert!(
+            matches!(twice.err(), Some(Entry(4321, _))),
+            "a key given twice comes back"
+        );
     }
 
     #[test]
