@@ -305,7 +305,12 @@ impl TxnEntry {
 
     /// Decodes one whole entry; the digest is present when bytes remain after the body.
     pub fn from_bytes(bytes: &[u8]) -> DecodeResult<Self> {
-        let mut reader = Reader::from_slice(bytes);
+        TxnEntry::decode_shared(Bytes::copy_from_slice(bytes))
+    }
+
+    /// As [`TxnEntry::from_bytes`], without copying: the entry's data fields share `bytes`.
+    pub fn decode_shared(bytes: Bytes) -> DecodeResult<Self> {
+        let mut reader = Reader::new(bytes);
         let header = TxnHeader::decode(&mut reader)?;
         let txn = Txn::decode_body(header.op_type, &mut reader)?;
         if txn.op().as_i32() != header.op_type {

@@ -736,7 +736,7 @@ impl Ensemble {
                 if entry.zxid <= tree.last_zxid() {
                     continue;
                 }
-                match TxnEntry::from_bytes(&entry.txn) {
+                match TxnEntry::decode_shared(entry.txn.clone()) {
                     Ok(decoded) => {
                         let _ = tree.apply(&decoded.header, &decoded.txn);
                     }
@@ -829,7 +829,7 @@ impl Ensemble {
             if entry.zxid <= self.applied.last_zxid() {
                 continue;
             }
-            let decoded = match TxnEntry::from_bytes(&entry.txn) {
+            let decoded = match TxnEntry::decode_shared(entry.txn.clone()) {
                 Ok(decoded) => decoded,
                 Err(error) => fatal(format!(
                     "committed txn {} does not decode: {error}",

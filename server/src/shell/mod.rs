@@ -168,7 +168,7 @@ async fn recover(
     let read_ms = started.elapsed().as_millis();
     let count = records.len();
     for record in records {
-        let entry = TxnEntry::from_bytes(&record.payload).map_err(|error| {
+        let entry = TxnEntry::decode_shared(record.payload).map_err(|error| {
             ShellError::Recovery(format!(
                 "{}: record for zxid {} does not decode: {error}",
                 dir.display(),
