@@ -21,8 +21,8 @@ pub struct RestoredNode<'a> {
     pub acl: usize,
 }
 
-/// Below this many nodes (in the list, or at one depth for the tries) a restore runs on the
-/// calling thread only.
+/// Below this many nodes (in the list, at one depth for the tries, or under one parent for
+/// that parent's trie) a restore runs on the calling thread only.
 const PARALLEL_MIN: usize = 1 << 16;
 /// Threads a restore uses at most.
 const THREADS_MAX: usize = 4;
@@ -46,7 +46,8 @@ impl Tree {
     /// and allocated (with its digest), without children; then, from the deepest level up,
     /// each parent gets the trie of its children, which lie in one array with a region per
     /// parent (the parents of one level are independent, so their tries are built in
-    /// parallel).
+    /// parallel; a parent that holds most of a large level has its one trie built on the
+    /// threads instead).
     pub fn restore_all<'a>(
         acls: &[Vec<Acl>],
         count: usize,
@@ -289,8 +290,12 @@ fn level_tries(
             .collect::<Vec<_>>()
     };
     let threads = threads_for(children);
+    if threads == 1 {
+        return build(parents, placed, 0, 1);
+    }
     let largest = parents.iter().map(|parent| region_len(*parent)).max();
-    if threads == 1 || parents.len() == 1 || largest.unwrap_or(0) * 2 > children {
+    let largest = largest.unwrap_or(0);
+    if parents.len() == 1 || (largest >= PARALLEL_MIN && largest * 2 > children) {
         // One parent holds most of the level: its trie gets the threads.
         return build(parents, placed, 0, threads);
     }
@@ -411,6 +416,33 @@ mod tests {
         assert_eq!(
             tree.children("/small").expect("children of /small").len(),
             3
+        );
+
+        // Four directories of a quarter each: the level is split among threads by parents.
+        let quarter = PARALLEL_MIN / 4 + 100;
+        let mut even = vec!["/".to_string()];
+        even.extend((0..4).map(|d| format!("/d{d}")));
+        for d in 0..4 {
+            even.extend((0..quarter).map(|i| format!("/d{d}/n{i:07}")));
+        }
+        let parent_in = |path: &str| match path.get(..3) {
+            Some(dir) if path.len() > 3 => dir[2..].parse::<u32>().map_or(0, |d| d + 1),
+            _ => 0,
+        };
+        let mut even_nodes: Vec<(&str, u32)> = even
+            .iter()
+            .map(|path| (path.as_str(), parent_in(path)))
+            .collect();
+        let tree = restore(&even_nodes).expect("a tree");
+        assert_eq!(tree.node_count(), even.len() as u64);
+        for d in 0..4 {
+            let children = tree.children(&format!("/d{d}")).expect("children");
+            assert_eq!(children.len(), quarter, "/d{d}");
+        }
+        even_nodes.push(("/d2/n0000007", 3));
+        assert_eq!(
+            restore(&even_nodes).err().as_deref(),
+            Some("node /d2/n0000007 is listed twice")
         );
 
         // The same list with one name twice among the many.

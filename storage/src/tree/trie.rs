@@ -716,7 +716,7 @@ impl<L: Leaf> Trie<L> {
 
 /// Bits of the hash the level at `depth` uses: `LEVEL_BITS`, and what is left for the last.
 fn level_bits(depth: u32) -> u32 {
-    LEVEL_BITS.min(u64::BITS - depth * LEVEL_BITS)
+    LEVEL_BITS.min(u64::BITS.saturating_sub(depth * LEVEL_BITS))
 }
 
 /// `hash` with its chunks reordered so that comparing two keys compares chunk 0 first, then
