@@ -696,20 +696,29 @@ impl<L: Leaf> Trie<L> {
     }
 
     fn from_hashed(hashed: impl IntoIterator<Item = (u64, L)>) -> Result<Trie<L>, L> {
-        // Ordered by the chunks in the order the levels use them, every branch's leaves are
-        // one run, and within it every slot's. The sort key is computed once per leaf and
-        // holds the whole hash, so it is all a leaf carries besides itself (16 bytes for a
-        // znode: a restore sorts a million-child directory's leaves in 16 MB).
-        let mut keyed: Vec<(u64, Option<L>)> = hashed
+        let keyed = hashed
             .into_iter()
             .map(|(hash, leaf)| (level_order(hash), Some(leaf)))
             .collect();
+        Trie::from_keyed(keyed, |keyed| build_branch(keyed, 0))
+    }
+
+    /// The trie of the leaves in `keyed` (each with its `level_order` key; empty entries are
+    /// skipped), its root built by `build` from the entries sorted. Ordered by the chunks in
+    /// the order the levels use them, every branch's leaves are one run, and within it every
+    /// slot's. The key holds the whole hash, so it is all a leaf carries besides itself (16
+    /// bytes for a znode: a restore sorts a million-child directory's leaves in 16 MB).
+    fn from_keyed(
+        mut keyed: Vec<(u64, Option<L>)>,
+        build: impl FnOnce(&mut [(u64, Option<L>)]) -> Result<Branch<L>, L>,
+    ) -> Result<Trie<L>, L> {
+        keyed.retain(|(_, leaf)| leaf.is_some());
         if keyed.is_empty() {
             return Ok(Trie::default());
         }
         keyed.sort_unstable_by_key(|(key, _)| *key);
         Ok(Trie {
-            root: Some(build_branch(&mut keyed, 0)?),
+            root: Some(build(&mut keyed)?),
         })
     }
 }
@@ -848,50 +857,53 @@ impl<L: Leaf + Send + Sync> Trie<L> {
                 });
             }
         });
-        keyed.retain(|(_, leaf)| leaf.is_some());
-        if keyed.is_empty() {
-            return Ok(Trie::default());
-        }
-        keyed.sort_unstable_by_key(|(key, _)| *key);
-        let total = keyed.len();
-        // Split where the first level's chunk changes, near equal parts.
-        let mut parts: Vec<&mut [(u64, Option<L>)]> = Vec::with_capacity(threads);
-        let mut rest = keyed.as_mut_slice();
-        for part in 1..threads {
-            let wanted = (total * part / threads).saturating_sub(total - rest.len());
-            let Some((at, _)) = rest
-                .iter()
-                .enumerate()
-                .skip(wanted.max(1))
-                .find(|(at, (key, _))| key_chunk(*key, 0) != key_chunk(rest[at - 1].0, 0))
-            else {
-                break;
-            };
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(at);
-            parts.push(head);
-            rest = tail;
-        }
-        parts.push(rest);
-        let built: Vec<Result<Slots<L>, L>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|part| {
-                    scope.spawn(move || {
-                        let mut slots = Slots::default();
-                        slots.fill(part, 0).map(|()| slots)
-                    })
-                })
-                .collect::<Vec<_>>();
-            super::joined(handles)
-        });
-        let mut slots = Slots::default();
-        for part in built {
-            slots.append(part?);
-        }
-        Ok(Trie {
-            root: Some(slots.into_branch(total)),
-        })
+        Trie::from_keyed(keyed, |keyed| first_level_on_threads(keyed, threads))
     }
+}
+
+/// The root branch of the sorted `keyed` (as `build_branch` at depth 0 makes it), its slots
+/// split among up to `threads` threads at changes of the first level's chunk, so that each
+/// slot's run stays on one thread.
+fn first_level_on_threads<L: Leaf + Send + Sync>(
+    keyed: &mut [(u64, Option<L>)],
+    threads: usize,
+) -> Result<Branch<L>, L> {
+    let total = keyed.len();
+    // Split where the first level's chunk changes, near equal parts.
+    let mut parts: Vec<&mut [(u64, Option<L>)]> = Vec::with_capacity(threads);
+    let mut rest = keyed;
+    for part in 1..threads {
+        let wanted = (total * part / threads).saturating_sub(total - rest.len());
+        let Some((at, _)) = rest
+            .iter()
+            .enumerate()
+            .skip(wanted.max(1))
+            .find(|(at, (key, _))| key_chunk(*key, 0) != key_chunk(rest[at - 1].0, 0))
+        else {
+            break;
+        };
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(at);
+        parts.push(head);
+        rest = tail;
+    }
+    parts.push(rest);
+    let built: Vec<Result<Slots<L>, L>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut slots = Slots::default();
+                    slots.fill(part, 0).map(|()| slots)
+                })
+            })
+            .collect::<Vec<_>>();
+        super::joined(handles)
+    });
+    let mut slots = Slots::default();
+    for part in built {
+        slots.append(part?);
+    }
+    Ok(slots.into_branch(total))
 }
 
 impl<L: Clone> Trie<L> {
