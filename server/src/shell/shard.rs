@@ -800,15 +800,11 @@ fn connect_frame(response: &ConnectResponse) -> Vec<u8> {
 }
 
 /// Applies what the core publishes: for each batch, fire watches, switch root, send replies.
-/// The replaced root is released only after the other tasks (the connections' writers among
-/// them) have had a turn: releasing it frees what the batch's writes replaced (every branch and
-/// node they copied), a tenth of a write's CPU that need not delay the answers.
 async fn apply_batches(shard: Rc<Shard>, from_core: ConnectedReceiver<ToShard>) {
     while let Some(message) = from_core.recv().await {
-        let replaced = message
-            .published
-            .as_ref()
-            .map(|published| publish(&shard, published));
+        if let Some(published) = &message.published {
+            publish(&shard, published);
+        }
         let mut touched_conns: Vec<Rc<Conn>> = Vec::new();
         for reply in message.replies {
             if let Some(conn) = deliver(&shard, reply) {
@@ -824,11 +820,6 @@ async fn apply_batches(shard: Rc<Shard>, from_core: ConnectedReceiver<ToShard>) 
             let shard = shard.clone();
             glommio::spawn_local(async move { drain_queue(&shard, &conn).await }).detach();
         }
-        drop(message.published);
-        if replaced.is_some() {
-            glommio::executor().yield_now().await;
-        }
-        drop(replaced);
     }
 }
 
@@ -843,8 +834,7 @@ fn end_sessions(shard: &Shard, ended: &[SessionId]) {
     }
 }
 
-/// Fires the batch's watches and switches to its root; returns the root it replaced.
-fn publish(shard: &Shard, published: &Published) -> Tree {
+fn publish(shard: &Shard, published: &Published) {
     {
         let mut watches = shard.watches.borrow_mut();
         let sessions = shard.sessions.borrow();
@@ -857,7 +847,7 @@ fn publish(shard: &Shard, published: &Published) -> Tree {
             }
         }
     }
-    let replaced = std::mem::replace(&mut *shard.root.borrow_mut(), published.root.clone());
+    *shard.root.borrow_mut() = published.root.clone();
     shard.last_zxid.set(published.last_zxid);
     // Before anything is answered from this root, so that other shards' reads see it too.
     shard
@@ -865,7 +855,6 @@ fn publish(shard: &Shard, published: &Published) -> Tree {
         .acknowledged_zxid
         .fetch_max(published.last_zxid, Ordering::AcqRel);
     shard.root_advanced.notify(usize::MAX);
-    replaced
 }
 
 /// Sends one reply; returns the connection whose queue may now move.
