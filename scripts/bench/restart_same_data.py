@@ -6,7 +6,9 @@ Each run copies --data (a Zinc data directory, e.g. one restart.py's load left, 
 `zinc-bench --workload create` and `--workload set` against a server, then SIGKILL) to a scratch
 directory, reads every file once (so the page cache is warm for every binary alike), syncs (so
 no binary's start waits for the copy's write-back), starts the binary on it, and times until a
-plain client's getData succeeds (restart.py's measure). Kills what it starts.
+plain client's getData succeeds (restart.py's measure). Prints, per binary, the time to the
+first read, the snapshot load and the log replay as the server logs them, and the process's CPU
+time (user + system) at the first read, with the median of each. Kills what it starts.
 
   python3 scripts/bench/restart_same_data.py --data /path/to/data \\
       --binary old=/tmp/old/zinc --binary new=target/release/zinc --rounds 2 --runs 2
@@ -14,7 +16,9 @@ plain client's getData succeeds (restart.py's measure). Kills what it starts.
 
 import argparse
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,12 +46,24 @@ def run_once(binary, data, scratch):
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         seconds = restart.time_to_first_read(process, port)
+        with open(f"/proc/{process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     finally:
         process.kill()
         process.wait()
     with open(log_path) as f:
         lines = [line.strip() for line in f if "loaded" in line or "replayed" in line]
-    return seconds, lines
+    text = "\n".join(lines)
+    load = re.search(r"znodes\) in (\d+) ms", text)
+    replay = re.search(r"applied (\d+) ms", text)
+    measured = {
+        "first read s": seconds,
+        "snapshot load ms": int(load.group(1)) if load else 0,
+        "replay ms": int(replay.group(1)) if replay else 0,
+        "CPU s": cpu_s,
+    }
+    return measured, lines
 
 
 def main():
@@ -58,19 +74,27 @@ def main():
     parser.add_argument("--runs", type=int, default=2, help="runs per binary per round")
     args = parser.parse_args()
     binaries = [entry.split("=", 1) for entry in args.binary]
-    times = {name: [] for name, _ in binaries}
+    runs = {name: [] for name, _ in binaries}
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(args.rounds):
             for name, path in binaries:
                 for _ in range(args.runs):
-                    seconds, lines = run_once(path, args.data, scratch)
-                    times[name].append(seconds)
+                    measured, lines = run_once(path, args.data, scratch)
+                    runs[name].append(measured)
                     for line in lines:
                         print(f"{name}: {line}", file=sys.stderr)
-    print("| binary | restart to first read, s (runs) |")
-    print("|---|---|")
-    for name, values in times.items():
-        print(f"| {name} | {', '.join(f'{t:.2f}' for t in values)} |")
+    columns = ["first read s", "snapshot load ms", "replay ms", "CPU s"]
+    print("| binary | " + " | ".join(f"{c}: median (runs)" for c in columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for name, measured in runs.items():
+        cells = []
+        for column in columns:
+            values = [m[column] for m in measured]
+            text = ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
+            median = statistics.median(values)
+            cells.append(f"{median:.2f} ({text})" if isinstance(values[0], float)
+                         else f"{median:.0f} ({text})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
