@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_lite::future::poll_once;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
+use glommio::channels::shared_channel::ConnectedReceiver;
 use zinc_protocol::txn::TxnEntry;
 use zinc_protocol::{SessionId, Zxid};
 use zinc_storage::wal::{DmaDevice, Wal};
@@ -20,6 +20,7 @@ use zinc_storage::wal::{DmaDevice, Wal};
 use crate::config::Config;
 use crate::exec::{Prepared, Preparer};
 use crate::session::{session_password, SessionIdAllocator, SessionTracker};
+use crate::shell::link;
 use crate::shell::messages::{CoreReply, Published, ShardId, ToCore, ToShard};
 use crate::shell::shard::CrossShard;
 use crate::shell::snapshots::Snapshots;
@@ -114,10 +115,14 @@ impl Core {
     }
 }
 
-/// Merges every shard's channel into one local inbox, preserving each shard's order.
-pub(crate) fn merge_inbox(receivers: Vec<ConnectedReceiver<ToCore>>) -> LocalReceiver<ToCore> {
+/// Merges every shard's channel into one local inbox, preserving each shard's order. The
+/// returned sender is the inbox's own, for a shard on the core's executor to send to directly.
+pub(crate) fn merge_inbox(
+    receivers: Vec<ConnectedReceiver<ToCore>>,
+) -> (Rc<LocalSender<ToCore>>, LocalReceiver<ToCore>) {
     let (sender, receiver) = local_channel::new_bounded(INBOX_CAPACITY);
     let sender = Rc::new(sender);
+    let inbox = sender.clone();
     for from_shard in receivers {
         let sender: Rc<LocalSender<ToCore>> = sender.clone();
         glommio::spawn_local(async move {
@@ -129,14 +134,14 @@ pub(crate) fn merge_inbox(receivers: Vec<ConnectedReceiver<ToCore>>) -> LocalRec
         })
         .detach();
     }
-    receiver
+    (inbox, receiver)
 }
 
 /// The core's loop: one batch per turn; the expiry timer runs beside it.
 /// Sends each batch once its log records are durable, strictly in order.
 pub(crate) async fn publish_loop(
     wal: Rc<Wal<DmaDevice>>,
-    to_shards: Vec<ConnectedSender<ToShard>>,
+    to_shards: Vec<link::Sender<ToShard>>,
     pending: LocalReceiver<PendingPublish>,
 ) {
     while let Some(batch) = pending.recv().await {
@@ -146,7 +151,7 @@ pub(crate) async fn publish_loop(
             }
         }
         for (shard, message) in batch.messages {
-            let _ = to_shards[shard].send(message).await;
+            to_shards[shard].send(message).await;
         }
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod core;
 pub(crate) mod ensemble;
+pub(crate) mod link;
 pub mod messages;
 pub(crate) mod peers;
 pub(crate) mod shard;
@@ -11,8 +12,10 @@ pub(crate) mod snapshots;
 pub mod stats;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
+use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
 use zinc_protocol::txn::TxnEntry;
@@ -247,18 +250,13 @@ async fn run_ensemble_core(
         parts.peers.len()
     );
     let _ = recovered.send(Ok(root.clone()));
-    if let Some(shard) = parts.colocated {
-        glommio::spawn_local(serve_shard(shard, root.clone())).detach();
-    }
-    let mut senders = Vec::new();
-    for sender in parts.to_shard_senders {
-        senders.push(sender.connect().await);
-    }
-    let mut receivers = Vec::new();
-    for receiver in parts.to_core_receivers {
-        receivers.push(receiver.connect().await);
-    }
-    let from_shards = core::merge_inbox(receivers);
+    let (senders, from_shards) = connect_shards(
+        parts.colocated,
+        &root,
+        parts.to_shard_senders,
+        parts.to_core_receivers,
+    )
+    .await;
     let wal = std::rc::Rc::new(wal);
     glommio::spawn_local(core::wal_loop(wal.clone(), parts.shared.clone())).detach();
     let (publish, pending) = core::publish_queue_unbounded();
@@ -282,6 +280,40 @@ async fn run_ensemble_core(
     ensemble::run(start).await;
 }
 
+/// Connects the core's ends of the channels to the shards and starts the shard that runs on
+/// the core's executor, if one does, on local channels. Returns the senders to the shards in
+/// shard order and the core's inbox, which merges what every shard sends.
+async fn connect_shards(
+    colocated: Option<ShardStart>,
+    root: &Tree,
+    to_shard_senders: Vec<SharedSender<ToShard>>,
+    to_core_receivers: Vec<SharedReceiver<ToCore>>,
+) -> (Vec<link::Sender<ToShard>>, LocalReceiver<ToCore>) {
+    let mut senders = Vec::new();
+    let mut local = None;
+    if colocated.is_some() {
+        let (to_shard, from_core) = local_channel::new_bounded(CHANNEL_CAPACITY);
+        senders.push(link::Sender::Local(Rc::new(to_shard)));
+        local = Some(from_core);
+    }
+    for sender in to_shard_senders {
+        senders.push(link::Sender::Shared(sender.connect().await));
+    }
+    let mut receivers = Vec::new();
+    for receiver in to_core_receivers {
+        receivers.push(receiver.connect().await);
+    }
+    let (inbox_sender, inbox) = core::merge_inbox(receivers);
+    if let (Some(shard), Some(from_core)) = (colocated, local) {
+        let links = ShardLinks::Local {
+            to_core: inbox_sender,
+            from_core,
+        };
+        glommio::spawn_local(serve_shard(shard, root.clone(), links)).detach();
+    }
+    (senders, inbox)
+}
+
 /// What one shard needs to start serving.
 struct ShardStart {
     index: usize,
@@ -289,15 +321,28 @@ struct ShardStart {
     config: Arc<Config>,
     stats: Arc<ServerStats>,
     shared: Arc<shard::CrossShard>,
-    to_core: SharedSender<ToCore>,
-    from_core: SharedReceiver<ToShard>,
     view_receiver: async_channel::Receiver<shard::ViewRequest>,
     /// Told whether the shard listens.
     bound: std::sync::mpsc::Sender<Result<(), ShellError>>,
 }
 
+/// A shard's ends of its shared channels with the core (they cross to its executor).
+struct SharedLinks {
+    to_core: SharedSender<ToCore>,
+    from_core: SharedReceiver<ToShard>,
+}
+
+/// A shard's channels with the core, as it starts.
+enum ShardLinks {
+    Shared(SharedLinks),
+    Local {
+        to_core: Rc<glommio::channels::local_channel::LocalSender<ToCore>>,
+        from_core: LocalReceiver<ToShard>,
+    },
+}
+
 /// Listens and runs one shard, starting from `root`, until the process ends.
-async fn serve_shard(start: ShardStart, root: Tree) {
+async fn serve_shard(start: ShardStart, root: Tree, links: ShardLinks) {
     let address = start.address;
     let listener = match listen(address) {
         Ok(listener) => listener,
@@ -309,9 +354,21 @@ async fn serve_shard(start: ShardStart, root: Tree) {
         }
     };
     let _ = start.bound.send(Ok(()));
-    // Same order as the core: its senders to the shards first, then its receivers.
-    let from_core = start.from_core.connect().await;
-    let to_core = start.to_core.connect().await;
+    let (to_core, from_core) = match links {
+        ShardLinks::Shared(SharedLinks { to_core, from_core }) => {
+            // Same order as the core: its senders to the shards first, then its receivers.
+            let from_core = from_core.connect().await;
+            let to_core = to_core.connect().await;
+            (
+                link::Sender::Shared(to_core),
+                link::Receiver::Shared(from_core),
+            )
+        }
+        ShardLinks::Local { to_core, from_core } => (
+            link::Sender::Local(to_core),
+            link::Receiver::Local(from_core),
+        ),
+    };
     let shard = shard::Shard::new(
         start.index as u16,
         start.config,
@@ -344,19 +401,23 @@ pub fn run(config: Config, loading: LoadingSnapshot) -> Result<(), ShellError> {
     let mut to_core_receivers = Vec::new();
     let mut to_shard_senders = Vec::new();
     let mut shard_starts = Vec::new();
+    let mut shard_channels = Vec::new();
     for (index, view_receiver) in view_receivers.into_iter().enumerate() {
-        let (to_core, from_shard) = shared_channel::new_bounded::<ToCore>(CHANNEL_CAPACITY);
-        let (to_shard, from_core) = shared_channel::new_bounded::<ToShard>(CHANNEL_CAPACITY);
-        to_core_receivers.push(from_shard);
-        to_shard_senders.push(to_shard);
+        // The first shard runs on the core's executor when configured so (below), on local
+        // channels the core makes; the others get shared channels.
+        if index > 0 || !config.core_with_shard {
+            let (to_core, from_shard) = shared_channel::new_bounded::<ToCore>(CHANNEL_CAPACITY);
+            let (to_shard, from_core) = shared_channel::new_bounded::<ToShard>(CHANNEL_CAPACITY);
+            to_core_receivers.push(from_shard);
+            to_shard_senders.push(to_shard);
+            shard_channels.push(SharedLinks { to_core, from_core });
+        }
         shard_starts.push(ShardStart {
             index,
             address,
             config: config.clone(),
             stats: stats.clone(),
             shared: shared.clone(),
-            to_core,
-            from_core,
             view_receiver,
             bound: bound_sender.clone(),
         });
@@ -399,18 +460,8 @@ pub fn run(config: Config, loading: LoadingSnapshot) -> Result<(), ShellError> {
                     }
                 };
                 let _ = recovered_sender.send(Ok(root.clone()));
-                if let Some(shard) = colocated {
-                    glommio::spawn_local(serve_shard(shard, root.clone())).detach();
-                }
-                let mut senders = Vec::new();
-                for sender in to_shard_senders {
-                    senders.push(sender.connect().await);
-                }
-                let mut receivers = Vec::new();
-                for receiver in to_core_receivers {
-                    receivers.push(receiver.connect().await);
-                }
-                let inbox = core::merge_inbox(receivers);
+                let (senders, inbox) =
+                    connect_shards(colocated, &root, to_shard_senders, to_core_receivers).await;
                 let wal = std::rc::Rc::new(wal);
                 glommio::spawn_local(core::wal_loop(wal.clone(), shared)).detach();
                 let (publish, pending) = core::publish_queue();
@@ -450,13 +501,13 @@ pub fn run(config: Config, loading: LoadingSnapshot) -> Result<(), ShellError> {
             })
         }
     };
-    for shard in shard_starts {
+    for (shard, links) in shard_starts.into_iter().zip(shard_channels) {
         let name = format!("zinc-shard-{}", shard.index);
         let root = root.clone();
         let handle = LocalExecutorBuilder::new(placement(&config, shard.index + 1))
             .name(&name)
             .io_memory(IO_MEMORY_BYTES)
-            .spawn(move || serve_shard(shard, root))
+            .spawn(move || serve_shard(shard, root, ShardLinks::Shared(links)))
             .map_err(|e| ShellError::Executor {
                 name: name.clone(),
                 message: e.to_string(),

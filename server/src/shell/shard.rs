@@ -23,7 +23,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use event_listener::Event;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use glommio::net::{TcpListener, TcpStream};
 use zinc_protocol::frame::{encode_frame, FrameDecoder};
 use zinc_protocol::records::{
@@ -37,6 +36,7 @@ use crate::config::Config;
 use crate::exec::{self, LocalOutcome, SessionContext};
 use crate::session::session_password;
 use crate::shell::admin;
+use crate::shell::link;
 use crate::shell::messages::{
     ConnToken, CoreReply, Published, ShardId, ToCore, ToShard, WriteRequest,
 };
@@ -200,7 +200,7 @@ pub(crate) struct Shard {
     pub(crate) sessions: RefCell<HashMap<SessionId, Rc<Conn>>>,
     pub(crate) connections: RefCell<HashMap<ConnToken, Rc<Conn>>>,
     pub(crate) watches: RefCell<WatchManager>,
-    to_core: ConnectedSender<ToCore>,
+    to_core: link::Sender<ToCore>,
     touched: RefCell<HashSet<SessionId>>,
     per_ip: RefCell<HashMap<IpAddr, u32>>,
     next_token: Cell<ConnToken>,
@@ -213,7 +213,7 @@ impl Shard {
         stats: Arc<ServerStats>,
         root: Tree,
         shared: Arc<CrossShard>,
-        to_core: ConnectedSender<ToCore>,
+        to_core: link::Sender<ToCore>,
     ) -> Rc<Shard> {
         Rc::new(Shard {
             id,
@@ -234,7 +234,7 @@ impl Shard {
     }
 
     async fn send_to_core(&self, message: ToCore) {
-        if self.to_core.send(message).await.is_err() {
+        if !self.to_core.send(message).await {
             // The core is gone: the process is shutting down.
             glommio::executor().yield_now().await;
         }
@@ -256,7 +256,7 @@ impl Shard {
 pub(crate) async fn run(
     shard: Rc<Shard>,
     listener: TcpListener,
-    from_core: ConnectedReceiver<ToShard>,
+    from_core: link::Receiver<ToShard>,
     view_requests: async_channel::Receiver<ViewRequest>,
 ) {
     glommio::spawn_local(apply_batches(shard.clone(), from_core)).detach();
@@ -800,17 +800,23 @@ fn connect_frame(response: &ConnectResponse) -> Vec<u8> {
 }
 
 /// Applies what the core publishes: for each batch, fire watches, switch root, send replies.
-async fn apply_batches(shard: Rc<Shard>, from_core: ConnectedReceiver<ToShard>) {
+async fn apply_batches(shard: Rc<Shard>, from_core: link::Receiver<ToShard>) {
     while let Some(message) = from_core.recv().await {
         if let Some(published) = &message.published {
             publish(&shard, published);
         }
+        // Connections whose queue holds requests that waited for these replies (once each:
+        // a batch holds many replies to one connection).
         let mut touched_conns: Vec<Rc<Conn>> = Vec::new();
         for reply in message.replies {
             if let Some(conn) = deliver(&shard, reply) {
-                touched_conns.push(conn);
+                if !conn.queue.borrow().is_empty() {
+                    touched_conns.push(conn);
+                }
             }
         }
+        touched_conns.sort_unstable_by_key(Rc::as_ptr);
+        touched_conns.dedup_by(|a, b| Rc::ptr_eq(a, b));
         if let Some(published) = &message.published {
             end_sessions(&shard, &published.ended_sessions);
         }
