@@ -220,9 +220,10 @@ fn main() {
         .skip(1)
         .filter_map(|arg| arg.parse().ok())
         .collect();
+    // `cargo bench` adds `--bench`: flags are not phases.
     let phases: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|arg| arg.parse::<usize>().is_err())
+        .filter(|arg| arg.parse::<usize>().is_err() && !arg.starts_with("--"))
         .collect();
     let runs = |phase: &str| phases.is_empty() || phases.iter().any(|named| named == phase);
     let znodes = args.first().copied().unwrap_or(1_000_000);
