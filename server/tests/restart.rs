@@ -77,8 +77,13 @@ fn assert_all_present(address: std::net::SocketAddr, expected_nodes: i32, after:
 }
 
 /// Waits until the snapshots are down to the retained count and the first log segment (the
-/// one holding zxid 1) is gone.
-fn wait_for_retention(data: &Path) {
+/// one holding zxid 1) is gone. Meanwhile `writer` keeps rewriting `/n0` with its value: the
+/// segment goes once the oldest snapshot kept is past it, and snapshots only follow txns (one
+/// that falls due while the previous one is written is skipped, so how many the load itself
+/// left depends on timing).
+fn wait_for_retention(data: &Path, writer: &mut RawClient) {
+    const OP_SET_DATA: i32 = 5;
+    let rewrite = [buffer(b"/n0"), buffer(&value(0)), (-1i32).to_be_bytes().to_vec()].concat();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let snapshots = files(&data.join("snap"), ".rkyv");
@@ -93,7 +98,11 @@ fn wait_for_retention(data: &Path) {
             Instant::now() < deadline,
             "retention not reached: snapshots {snapshots:?}, segments {segments:?}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..20 {
+            let reply = writer.request(OP_SET_DATA, &rewrite).expect("setData");
+            assert_eq!(reply.err, 0, "setData /n0");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -131,7 +140,7 @@ fn snapshots_bound_the_log_and_restarts_come_back_from_them() {
     let nodes = count_nodes(&mut writer);
     let data = zinc.dir.path().to_path_buf();
     // autopurge.snapRetainCount=1 is raised to 3, as ZooKeeper raises it.
-    wait_for_retention(&data);
+    wait_for_retention(&data, &mut writer);
     assert_eq!(owner.exists("/eph", false).expect("ping"), 0);
 
     let dir = zinc.kill();
