@@ -83,7 +83,12 @@ fn assert_all_present(address: std::net::SocketAddr, expected_nodes: i32, after:
 /// left depends on timing).
 fn wait_for_retention(data: &Path, writer: &mut RawClient) {
     const OP_SET_DATA: i32 = 5;
-    let rewrite = [buffer(b"/n0"), buffer(&value(0)), (-1i32).to_be_bytes().to_vec()].concat();
+    let rewrite = [
+        buffer(b"/n0"),
+        buffer(&value(0)),
+        (-1i32).to_be_bytes().to_vec(),
+    ]
+    .concat();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let snapshots = files(&data.join("snap"), ".rkyv");
