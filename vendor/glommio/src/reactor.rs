@@ -142,6 +142,11 @@ impl Timers {
     }
 }
 
+/// Zinc: DMA writes of at least this many bytes are submitted to the kernel as they are
+/// issued (one `io_uring_enter` each) instead of at the executor's next poll of its rings:
+/// a large write then overlaps whatever the tasks do before that poll.
+const SUBMIT_NOW_BYTES_MIN: usize = 64 << 10;
+
 /// The reactor.
 ///
 /// Every async I/O handle and every timer is registered here. Invocations of
@@ -338,12 +343,18 @@ impl Reactor {
             latency: None,
         };
 
+        // Zinc: a large write is submitted at once rather than at the executor's next poll
+        // of its rings (see ZINC.md).
+        let submit_now = buf.len() >= SUBMIT_NOW_BYTES_MIN;
         let source = self.new_source(
             raw,
             SourceType::Write(pollable, IoBuffer::DmaSource(buf)),
             Some(stats),
         );
         self.sys.write_dma(&source, pos);
+        if submit_now {
+            let _ = self.sys.ring_for_source(&source).consume_submission_queue();
+        }
         source
     }
 
