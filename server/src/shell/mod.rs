@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
 use zinc_protocol::txn::TxnEntry;
@@ -336,7 +336,7 @@ struct SharedLinks {
 enum ShardLinks {
     Shared(SharedLinks),
     Local {
-        to_core: Rc<glommio::channels::local_channel::LocalSender<ToCore>>,
+        to_core: Rc<LocalSender<ToCore>>,
         from_core: LocalReceiver<ToShard>,
     },
 }
