@@ -3,7 +3,7 @@
 CPU per op (user + system from /proc) of each round, and the medians.
 
 Each round starts every variant in turn on a fresh data directory and a free loopback port,
-waits until it answers `ruok`, runs `zinc-bench --workload W --duration S --sessions 4
+waits until it answers `srvr` with a mode, runs `zinc-bench --workload W --duration S --sessions 4
 --inflight 16` against it, and kills it. A variant is NAME=BINARY, optionally followed by
 `:KEY=VALUE;KEY=VALUE` zoo.cfg lines (e.g. `two=target/release/zinc:zinc.shards=2`).
 Alternating spreads the machine's changing load over every variant.
@@ -16,33 +16,15 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import restart  # noqa: E402
 
 BENCH = os.path.join(restart.REPO, "target", "release", "zinc-bench")
-
-
-def ready(port, process):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"ruok")
-                if sock.recv(4) == b"imok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("the server did not answer ruok")
 
 
 def cpu_seconds(pid):
@@ -64,7 +46,7 @@ def run(binary, config, args, scratch):
          "--four-letter-words", "*"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        ready(port, process)
+        restart.wait_serving(process, port, "the server")
         before = cpu_seconds(process.pid)
         out = subprocess.run(
             [BENCH, "--servers", f"127.0.0.1:{port}", "--workload", args.workload,
