@@ -83,6 +83,8 @@ def measure(setting, snap_count, base):
         f.write(f"dataDir={data}\ndataLogDir={log_dir}\nclientPort={port}\n"
                 "clientPortAddress=127.0.0.1\n"
                 f"snapCount={snap_count}\n4lw.commands.whitelist=*\n")
+        for line in ARGS.config:
+            f.write(line + "\n")
     log = open(os.path.join(directory, "zinc.log"), "w")
     process = subprocess.Popen([ZINC, "--config", config], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -122,6 +124,8 @@ def main():
     parser.add_argument("--snap-dir", default=None,
                         help="put dataDir (snapshots) under this directory, the log stays in "
                              "--dir (to tell disk contention from CPU contention)")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a line added to both runs' zoo.cfg (repeatable)")
     ARGS = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(dir=ARGS.dir) as base:

@@ -54,6 +54,11 @@ pub struct Config {
     pub snap_log_bytes: u64,
     /// Size of each pre-allocated log segment (`preAllocSize`, in KiB there).
     pub wal_segment_bytes: u64,
+    /// Least time between the starts of two small group commits, in microseconds
+    /// (`zinc.commitIntervalMicros`; see `WalConfig::commit_interval`), and the waiting records
+    /// that start one at once (`zinc.commitRecords`).
+    pub commit_interval_us: u32,
+    pub commit_records: usize,
     /// TTL and container nodes (`extendedTypesEnabled`).
     pub extended_types_enabled: bool,
     /// How often empty containers and expired TTL nodes are looked for and removed.
@@ -105,6 +110,8 @@ impl Default for Config {
             snap_txn_count: 100_000,
             snap_log_bytes: 4 << 30,
             wal_segment_bytes: 64 << 20,
+            commit_interval_us: COMMIT_INTERVAL_US,
+            commit_records: 16,
             purge_interval_hours: 0,
             extended_types_enabled: true,
             reap_interval_ms: 60_000,
@@ -128,6 +135,12 @@ fn cpu_count() -> usize {
 fn default_shard_count() -> usize {
     cpu_count().saturating_sub(1).max(1)
 }
+
+/// Default least time between the starts of two small group commits, in microseconds.
+const COMMIT_INTERVAL_US: u32 = 500;
+
+/// Largest `zinc.commitIntervalMicros`: a write waits at most this long for company.
+const COMMIT_INTERVAL_US_MAX: u32 = 100_000;
 
 /// ZooKeeper keeps at least this many snapshots.
 const SNAP_RETAIN_COUNT_MIN: u32 = 3;
@@ -265,6 +278,16 @@ impl Config {
             "zinc.shards" => self.shard_count = parse_positive::<u32>(value)? as usize,
             "zinc.pinCores" => self.pin_cores = parse_bool(value)?,
             "zinc.coreWithShard" => self.core_with_shard = parse_bool(value)?,
+            "zinc.commitIntervalMicros" => {
+                let micros = parse_num::<u32>(value)?;
+                if micros > COMMIT_INTERVAL_US_MAX {
+                    return Err(format!(
+                        "must be at most {COMMIT_INTERVAL_US_MAX} (microseconds), not {value:?}"
+                    ));
+                }
+                self.commit_interval_us = micros
+            }
+            "zinc.commitRecords" => self.commit_records = parse_positive::<u32>(value)? as usize,
             "zinc.sessionRequestsInFlightMax" => {
                 self.session_requests_in_flight_max = parse_positive::<u32>(value)? as usize
             }
@@ -468,7 +491,7 @@ mod tests {
         let (config, report) = load(
             "# comment\ntickTime=1000\nclientPort=2999\ndataDir=/tmp/zd\n\
              4lw.commands.whitelist=ruok, stat\nmaxClientCnxns=5\nadmin.enableServer=false\n\
-             mystery=1\nzinc.shards=3\n",
+             mystery=1\nzinc.shards=3\nzinc.commitIntervalMicros=0\nzinc.commitRecords=4\n",
         )
         .expect("valid config");
         assert_eq!(config.tick_time_ms, 1000);
@@ -480,6 +503,8 @@ mod tests {
         assert!(!config.four_letter_word_enabled("mntr"));
         assert_eq!(config.max_client_connections_per_ip, 5);
         assert_eq!(config.shard_count, 3);
+        assert_eq!(config.commit_interval_us, 0);
+        assert_eq!(config.commit_records, 4);
         assert_eq!(report.unknown_keys, vec!["mystery".to_owned()]);
         assert_eq!(report.ignored_keys, vec!["admin.enableServer".to_owned()]);
     }
@@ -491,6 +516,8 @@ mod tests {
         assert!(message.contains(":2: clientPort"), "{message}");
         let error = load("just a line\n").expect_err("invalid");
         assert!(error.to_string().contains(":1: expected key=value"));
+        let error = load("zinc.commitIntervalMicros=200000\n").expect_err("too long");
+        assert!(error.to_string().contains("at most 100000"), "{error}");
     }
 
     #[test]

@@ -268,3 +268,75 @@ fn no_room_for_a_spare_does_not_stop_writes() {
         assert_eq!(wal.segments().len(), 2);
     });
 }
+
+/// Commit pacing (`commit_interval`, `commit_records`): records that arrive while a commit is
+/// written make the next commit wait out the interval (here an hour) or for `commit_records`
+/// records; a record that arrives alone, after the commit before it ended, is written at once.
+#[test]
+fn commits_wait_for_company_only_when_records_arrive_during_one() {
+    on_glommio(async {
+        let dev = MemDevice::new();
+        dev.set_faults(|f| f.sync_yield = true);
+        let config = WalConfig {
+            commit_interval: std::time::Duration::from_secs(3600),
+            commit_records: 8,
+            ..small_config()
+        };
+        let (wal, _) = Wal::open(dev.clone(), config, Zxid::ZERO).await.unwrap();
+        let wal = Rc::new(wal);
+        let flusher = glommio::spawn_local({
+            let wal = wal.clone();
+            async move { wal.run().await }
+        });
+        // One at a time, each after the previous one is durable: no waiting.
+        for z in 1..=5 {
+            wal.append(Zxid(z), &payload(z, 100)).unwrap();
+            for _ in 0..100 {
+                futures_lite::future::yield_now().await;
+            }
+            assert_eq!(wal.durable_zxid(), Some(Zxid(z)), "a lone record waited");
+        }
+        assert_eq!(wal.stats().batches, 5);
+        // A stream: each record lets the flusher run before the next is appended, so records
+        // arrive while commits are written. After the first, every commit waits for 8.
+        for z in 6..=40 {
+            wal.append(Zxid(z), &payload(z, 100)).unwrap();
+            futures_lite::future::yield_now().await;
+        }
+        for _ in 0..100 {
+            futures_lite::future::yield_now().await;
+        }
+        let stats = wal.stats();
+        let durable = wal.durable_zxid().unwrap().0;
+        assert!(
+            (30..40).contains(&durable),
+            "the stream's last records should still wait: durable {durable}, {stats:?}"
+        );
+        let stream_batches = stats.batches - 5;
+        let stream_records = (durable - 5) as u64;
+        assert!(
+            stream_batches <= 1 + (stream_records - 1).div_ceil(8),
+            "commits of the stream not paced: {stream_records} records in {stream_batches}"
+        );
+        drop(flusher);
+        // The same stream without pacing commits as soon as records wait.
+        let dev = MemDevice::new();
+        dev.set_faults(|f| f.sync_yield = true);
+        let (wal, _) = Wal::open(dev, small_config(), Zxid::ZERO).await.unwrap();
+        let wal = Rc::new(wal);
+        let _flusher = glommio::spawn_local({
+            let wal = wal.clone();
+            async move { wal.run().await }
+        });
+        for z in 1..=40 {
+            wal.append(Zxid(z), &payload(z, 100)).unwrap();
+            futures_lite::future::yield_now().await;
+        }
+        wal.wait_durable(Zxid(40)).await.unwrap();
+        assert!(
+            wal.stats().batches > 10,
+            "unpaced stream: {:?}",
+            wal.stats()
+        );
+    });
+}

@@ -27,6 +27,7 @@ fn config() -> WalConfig {
         batch_records_max: 256,
         record_bytes_max: 4096,
         pending_bytes_max: 1 << 20,
+        ..WalConfig::default()
     }
 }
 

@@ -150,6 +150,8 @@ pub(crate) async fn open_wal(
     let device = DmaDevice::open(&dir).await?;
     let wal_config = WalConfig {
         segment_bytes: config.wal_segment_bytes,
+        commit_interval: std::time::Duration::from_micros(config.commit_interval_us.into()),
+        commit_records: config.commit_records,
         ..WalConfig::default()
     };
     let (wal, recovered) = Wal::open(device, wal_config, after).await?;

@@ -324,6 +324,11 @@ impl Batcher {
         !self.pending_records.is_empty()
     }
 
+    /// Records queued and not yet durable (those of a batch in flight included).
+    pub fn pending_count(&self) -> usize {
+        self.pending_records.len()
+    }
+
     /// True while a batch is being written.
     pub fn in_flight(&self) -> bool {
         self.in_flight
@@ -344,6 +349,7 @@ mod tests {
             batch_records_max: 100,
             record_bytes_max: 4096,
             pending_bytes_max: 1 << 20,
+            ..WalConfig::default()
         }
     }
 

@@ -12,6 +12,7 @@ use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use bytes::Bytes;
 use zinc_protocol::types::Zxid;
@@ -281,6 +282,8 @@ impl<D: Device> Wal<D> {
     }
 
     async fn flush_loop(&self) -> WalError {
+        // When the last commit started, if records arrived while it was being written.
+        let mut busy_since: Option<Instant> = None;
         loop {
             poll_fn(|cx| {
                 if self.state.borrow().batcher.has_pending() {
@@ -290,10 +293,45 @@ impl<D: Device> Wal<D> {
                 Poll::Pending
             })
             .await;
+            if let Some(previous) = busy_since {
+                self.pace(previous).await;
+            }
+            let started = Instant::now();
             if let Err(e) = self.flush().await {
                 return e;
             }
+            busy_since = self
+                .state
+                .borrow()
+                .batcher
+                .has_pending()
+                .then_some(started);
         }
+    }
+
+    /// Waits until `commit_interval` has passed since the commit that started at `previous`,
+    /// or until `commit_records` records are waiting, whichever comes first. Only called when
+    /// records arrived while that commit was written: requests that come one at a time (a
+    /// client that waits for each reply before sending the next) never wait here.
+    async fn pace(&self, previous: Instant) {
+        let Some(due) = previous.checked_add(self.config.commit_interval) else {
+            return;
+        };
+        let now = Instant::now();
+        if due <= now {
+            return;
+        }
+        let mut timer = pin!(glommio::timer::Timer::new(due - now));
+        poll_fn(|cx| {
+            if self.state.borrow().batcher.pending_count() >= self.config.commit_records
+                || timer.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(());
+            }
+            self.wakers.borrow_mut().flusher = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 
     async fn spare_loop(&self) -> WalError {

@@ -32,6 +32,9 @@ pub struct Faults {
     pub sync_stall: bool,
     /// With `sync_stall`, this many more `sync_data` calls complete before one stalls.
     pub syncs_before_stall: u32,
+    /// Every `sync_data` yields to the executor's other tasks once before it completes, as a
+    /// real disk's takes time: records appended meanwhile arrive during the commit.
+    pub sync_yield: bool,
 }
 
 /// What a simulated crash does with writes that were not yet synced.
@@ -300,6 +303,18 @@ impl SegmentFile for MemFileHandle {
         };
         if stall {
             std::future::pending::<()>().await;
+        }
+        if self.device.disk.borrow().faults.sync_yield {
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if yielded {
+                    return std::task::Poll::Ready(());
+                }
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
         }
         self.device.with_file(self.id, |file, faults| {
             if countdown(&mut faults.sync_eio) {

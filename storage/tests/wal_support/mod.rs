@@ -17,6 +17,7 @@ pub fn small_config() -> WalConfig {
         batch_records_max: 64,
         record_bytes_max: 2048,
         pending_bytes_max: 1 << 20,
+        ..WalConfig::default()
     }
 }
 
