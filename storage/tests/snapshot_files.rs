@@ -151,6 +151,17 @@ fn a_tree_large_enough_to_restore_on_several_threads_round_trips() {
     assert_same(&tree, &loaded);
 }
 
+/// tmpfs refuses O_DIRECT: there the file goes through the page cache, with the same bytes.
+#[test]
+fn a_snapshot_on_tmpfs_is_written_through_the_page_cache() {
+    let shm = std::path::Path::new("/dev/shm");
+    assert!(shm.is_dir(), "this test needs the tmpfs at /dev/shm");
+    let tree = sample_tree(20_000);
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let path = snapshot::write(dir.path(), &tree).unwrap();
+    assert!(std::fs::read(&path).unwrap() == snapshot::encode(&tree).unwrap()[..]);
+}
+
 #[test]
 fn bytes_at_any_alignment_decode() {
     // A snapshot received from a leader sits wherever the network buffer put it.

@@ -516,13 +516,17 @@ pub fn encode(tree: &Tree) -> Result<AlignedVec, SnapshotError> {
 /// appends the trailer: the same bytes as [`encode`], without holding the archive in memory
 /// (for a large tree that buffer was the size of the tree again, faulted in for every
 /// snapshot). Returns the file and the bytes written.
-fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<(File, u64), SnapshotError> {
+fn encode_into(
+    tree: &Tree,
+    (file, direct): (File, bool),
+    path: &Path,
+) -> Result<(File, u64), SnapshotError> {
     // The checksum runs over the buffer's flushes (1 MiB at a time), not over each of the
     // small writes the serializer makes (several per node).
     let out = BufWriter::with_capacity(
         WRITE_BUFFER_BYTES,
         Checksummed {
-            inner: Paced::new(file),
+            inner: Paced::new(file, direct),
             crc: 0,
             len: 0,
         },
@@ -537,8 +541,11 @@ fn encode_into(tree: &Tree, file: File, path: &Path) -> Result<(File, u64), Snap
         .into_inner()
         .map_err(|e| io_error("write", path)(e.into_error()))?;
     let trailer = trailer(checksummed.len, checksummed.crc);
-    let mut file = checksummed.inner.file;
-    file.write_all(&trailer).map_err(io_error("write", path))?;
+    let mut paced = checksummed.inner;
+    let file = paced
+        .write_all(&trailer)
+        .and_then(|()| paced.finish())
+        .map_err(io_error("write", path))?;
     Ok((file, (checksummed.len + TRAILER_BYTES) as u64))
 }
 
@@ -553,21 +560,54 @@ const WRITEBACK_CHUNK_BYTES: usize = 128 << 10;
 
 /// Spreads a snapshot's writes to the disk over time. The disk's cache flush is shared: a log
 /// write that waits for one waits for whatever the snapshot has handed the disk before it. So
-/// the file is written [`WRITEBACK_CHUNK_BYTES`] at a time, each chunk handed to writeback as
-/// soon as it is written (`sync_file_range`), the chunk before it is waited for, and the writer sleeps while it is ahead of `WRITE_BYTES_PER_S`:
-/// the snapshot never has more than two chunks in flight, nor floods the disk between two log
-/// flushes.
+/// the file is written [`WRITEBACK_CHUNK_BYTES`] at a time and the writer sleeps while it is
+/// ahead of `WRITE_BYTES_PER_S`: the snapshot never floods the disk between two log flushes.
+///
+/// Where the file system allows it the file is opened with O_DIRECT and each chunk is written
+/// straight to the disk from an aligned buffer (the last one padded with zeros, which the
+/// caller cuts off with `set_len`). Otherwise each chunk goes through the page cache, is handed
+/// to writeback as soon as it is written (`sync_file_range`) and the chunk before it is waited
+/// for. O_DIRECT also keeps ext4 from allocating the blocks of a growing file as unwritten
+/// extents at writeback and converting them one chunk at a time: when a snapshot overwrote an
+/// older, smaller file, that conversion freed and reallocated an extent block hundreds of times
+/// per snapshot, each free a discard on a file system mounted with `discard`.
 struct Paced {
     file: File,
+    /// O_DIRECT: the aligned chunk being filled, and how much of it is.
+    direct: Option<(AlignedChunk, usize)>,
+    /// Bytes on their way to the disk (written to the file).
     written: u64,
     waited: u64,
     started: std::time::Instant,
 }
 
+/// Alignment of O_DIRECT buffers, offsets and lengths.
+const DIRECT_ALIGN: usize = 4096;
+
+/// A [`WRITEBACK_CHUNK_BYTES`] buffer at a [`DIRECT_ALIGN`]-aligned address (inside a larger
+/// vector).
+struct AlignedChunk {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedChunk {
+    fn new() -> AlignedChunk {
+        let bytes = vec![0; WRITEBACK_CHUNK_BYTES + DIRECT_ALIGN];
+        let start = bytes.as_ptr().align_offset(DIRECT_ALIGN);
+        AlignedChunk { bytes, start }
+    }
+
+    fn get_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + WRITEBACK_CHUNK_BYTES]
+    }
+}
+
 impl Paced {
-    fn new(file: File) -> Paced {
+    fn new(file: File, direct: bool) -> Paced {
         Paced {
             file,
+            direct: direct.then(|| (AlignedChunk::new(), 0)),
             written: 0,
             waited: 0,
             started: std::time::Instant::now(),
@@ -585,10 +625,54 @@ impl Paced {
             Err(std::io::Error::last_os_error())
         }
     }
+
+    /// Sleeps while the bytes written are ahead of `WRITE_BYTES_PER_S`.
+    fn pace(&self) {
+        let due = std::time::Duration::from_secs_f64(self.written as f64 / WRITE_BYTES_PER_S);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+
+    /// Writes the first `len` bytes of the O_DIRECT chunk at the end of the file.
+    fn write_chunk(&mut self, len: usize) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if let Some((chunk, _)) = &mut self.direct {
+            self.file
+                .write_all_at(&chunk.get_mut()[..len], self.written)?;
+            self.written += len as u64;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left of an O_DIRECT chunk, padded with zeros to whole blocks, and returns
+    /// the file (longer than the bytes given by that padding).
+    fn finish(mut self) -> std::io::Result<File> {
+        if let Some((chunk, filled)) = &mut self.direct {
+            let filled = *filled;
+            if filled > 0 {
+                let padded = filled.next_multiple_of(DIRECT_ALIGN);
+                chunk.get_mut()[filled..padded].fill(0);
+                self.write_chunk(padded)?;
+            }
+        }
+        Ok(self.file)
+    }
 }
 
 impl Write for Paced {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some((chunk, filled)) = &mut self.direct {
+            let taken = buf.len().min(WRITEBACK_CHUNK_BYTES - *filled);
+            chunk.get_mut()[*filled..*filled + taken].copy_from_slice(&buf[..taken]);
+            *filled += taken;
+            if *filled == WRITEBACK_CHUNK_BYTES {
+                *filled = 0;
+                self.write_chunk(WRITEBACK_CHUNK_BYTES)?;
+                self.pace();
+            }
+            return Ok(taken);
+        }
         let buf = &buf[..buf.len().min(WRITEBACK_CHUNK_BYTES)];
         let written = self.file.write(buf)?;
         let start = self.written;
@@ -603,10 +687,7 @@ impl Write for Paced {
             let _ = self.sync_range(self.waited, start - self.waited, all);
             self.waited = start;
         }
-        let due = std::time::Duration::from_secs_f64(self.written as f64 / WRITE_BYTES_PER_S);
-        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(ahead);
-        }
+        self.pace();
         Ok(written)
     }
 
@@ -904,9 +985,9 @@ fn write_over(dir: &Path, tree: &Tree, reuse: Option<&Path>) -> Result<PathBuf, 
     let path = dir.join(name);
     let opened = match reuse {
         Some(old) if old != path => std::fs::rename(old, &tmp)
-            .and_then(|()| std::fs::OpenOptions::new().write(true).open(&tmp))
+            .and_then(|()| open_for_writing(&tmp, false))
             .map_err(io_error("reuse", old)),
-        _ => File::create(&tmp).map_err(io_error("create", &tmp)),
+        _ => open_for_writing(&tmp, true).map_err(io_error("create", &tmp)),
     };
     let written = opened
         .and_then(|file| encode_into(tree, file, &tmp))
@@ -924,6 +1005,25 @@ fn write_over(dir: &Path, tree: &Tree, reuse: Option<&Path>) -> Result<PathBuf, 
     }
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// Opens a snapshot file for writing from its start (created empty if `create`), with
+/// O_DIRECT where the file system takes it (not tmpfs); says which.
+fn open_for_writing(path: &Path, create: bool) -> std::io::Result<(File, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |flags: libc::c_int| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(create)
+            .truncate(create)
+            .custom_flags(flags)
+            .open(path)
+    };
+    match open(libc::O_DIRECT) {
+        Ok(file) => Ok((file, true)),
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Ok((open(0)?, false)),
+        Err(error) => Err(error),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {

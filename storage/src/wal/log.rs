@@ -300,12 +300,7 @@ impl<D: Device> Wal<D> {
             if let Err(e) = self.flush().await {
                 return e;
             }
-            busy_since = self
-                .state
-                .borrow()
-                .batcher
-                .has_pending()
-                .then_some(started);
+            busy_since = self.state.borrow().batcher.has_pending().then_some(started);
         }
     }
 
