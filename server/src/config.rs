@@ -111,7 +111,7 @@ impl Default for Config {
             snap_log_bytes: 4 << 30,
             wal_segment_bytes: 64 << 20,
             commit_interval_us: COMMIT_INTERVAL_US,
-            commit_records: 16,
+            commit_records: 4,
             purge_interval_hours: 0,
             extended_types_enabled: true,
             reap_interval_ms: 60_000,
@@ -491,7 +491,7 @@ mod tests {
         let (config, report) = load(
             "# comment\ntickTime=1000\nclientPort=2999\ndataDir=/tmp/zd\n\
              4lw.commands.whitelist=ruok, stat\nmaxClientCnxns=5\nadmin.enableServer=false\n\
-             mystery=1\nzinc.shards=3\nzinc.commitIntervalMicros=0\nzinc.commitRecords=4\n",
+             mystery=1\nzinc.shards=3\nzinc.commitIntervalMicros=0\nzinc.commitRecords=7\n",
         )
         .expect("valid config");
         assert_eq!(config.tick_time_ms, 1000);
@@ -504,7 +504,7 @@ mod tests {
         assert_eq!(config.max_client_connections_per_ip, 5);
         assert_eq!(config.shard_count, 3);
         assert_eq!(config.commit_interval_us, 0);
-        assert_eq!(config.commit_records, 4);
+        assert_eq!(config.commit_records, 7);
         assert_eq!(report.unknown_keys, vec!["mystery".to_owned()]);
         assert_eq!(report.ignored_keys, vec!["admin.enableServer".to_owned()]);
     }

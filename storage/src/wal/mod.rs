@@ -87,7 +87,7 @@ impl Default for WalConfig {
             record_bytes_max: (1 << 20) + (16 << 10),
             pending_bytes_max: 64 << 20,
             commit_interval: Duration::ZERO,
-            commit_records: 16,
+            commit_records: 4,
         }
     }
 }
