@@ -594,7 +594,8 @@ struct AlignedChunk {
 impl AlignedChunk {
     fn new() -> AlignedChunk {
         let bytes = vec![0; WRITEBACK_CHUNK_BYTES + DIRECT_ALIGN];
-        let start = bytes.as_ptr().align_offset(DIRECT_ALIGN);
+        let address = bytes.as_ptr() as usize;
+        let start = (DIRECT_ALIGN - address % DIRECT_ALIGN) % DIRECT_ALIGN;
         AlignedChunk { bytes, start }
     }
 
