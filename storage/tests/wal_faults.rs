@@ -269,25 +269,32 @@ fn no_room_for_a_spare_does_not_stop_writes() {
     });
 }
 
+/// A WAL on an in-memory device whose syncs let other tasks run, with a task running its
+/// flusher (stopped when the returned task is dropped).
+async fn slow_syncing_wal(config: WalConfig) -> (Rc<Wal<MemDevice>>, glommio::Task<WalError>) {
+    let dev = MemDevice::new();
+    dev.set_faults(|f| f.sync_yield = true);
+    let (wal, _) = Wal::open(dev, config, Zxid::ZERO).await.unwrap();
+    let wal = Rc::new(wal);
+    let flusher = glommio::spawn_local({
+        let wal = wal.clone();
+        async move { wal.run().await }
+    });
+    (wal, flusher)
+}
+
 /// Commit pacing (`commit_interval`, `commit_records`): records that arrive while a commit is
 /// written make the next commit wait out the interval (here an hour) or for `commit_records`
 /// records; a record that arrives alone, after the commit before it ended, is written at once.
 #[test]
 fn commits_wait_for_company_only_when_records_arrive_during_one() {
     on_glommio(async {
-        let dev = MemDevice::new();
-        dev.set_faults(|f| f.sync_yield = true);
         let config = WalConfig {
             commit_interval: std::time::Duration::from_secs(3600),
             commit_records: 8,
             ..small_config()
         };
-        let (wal, _) = Wal::open(dev.clone(), config, Zxid::ZERO).await.unwrap();
-        let wal = Rc::new(wal);
-        let flusher = glommio::spawn_local({
-            let wal = wal.clone();
-            async move { wal.run().await }
-        });
+        let (wal, flusher) = slow_syncing_wal(config).await;
         // One at a time, each after the previous one is durable: no waiting.
         for z in 1..=5 {
             wal.append(Zxid(z), &payload(z, 100)).unwrap();
@@ -320,14 +327,7 @@ fn commits_wait_for_company_only_when_records_arrive_during_one() {
         );
         drop(flusher);
         // The same stream without pacing commits as soon as records wait.
-        let dev = MemDevice::new();
-        dev.set_faults(|f| f.sync_yield = true);
-        let (wal, _) = Wal::open(dev, small_config(), Zxid::ZERO).await.unwrap();
-        let wal = Rc::new(wal);
-        let _flusher = glommio::spawn_local({
-            let wal = wal.clone();
-            async move { wal.run().await }
-        });
+        let (wal, _flusher) = slow_syncing_wal(small_config()).await;
         for z in 1..=40 {
             wal.append(Zxid(z), &payload(z, 100)).unwrap();
             futures_lite::future::yield_now().await;
