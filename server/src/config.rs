@@ -55,9 +55,9 @@ pub struct Config {
     /// Size of each pre-allocated log segment (`preAllocSize`, in KiB there).
     pub wal_segment_bytes: u64,
     /// Least time between the starts of two small group commits, in microseconds
-    /// (`zinc.commitIntervalMicros`; see `WalConfig::commit_interval`), and the waiting records
-    /// that start one at once (`zinc.commitRecords`).
+    /// (`zinc.commitIntervalMicros`; see `WalConfig::commit_interval`).
     pub commit_interval_us: u32,
+    /// Records waiting that start a group commit at once (`zinc.commitRecords`).
     pub commit_records: usize,
     /// TTL and container nodes (`extendedTypesEnabled`).
     pub extended_types_enabled: bool,

@@ -573,12 +573,18 @@ const WRITEBACK_CHUNK_BYTES: usize = 128 << 10;
 /// per snapshot, each free a discard on a file system mounted with `discard`.
 struct Paced {
     file: File,
-    /// O_DIRECT: the aligned chunk being filled, and how much of it is.
-    direct: Option<(AlignedChunk, usize)>,
-    /// Bytes on their way to the disk (written to the file).
+    mode: Mode,
+    /// Bytes written to the file.
     written: u64,
-    waited: u64,
     started: std::time::Instant,
+}
+
+/// How [`Paced`] reaches the disk.
+enum Mode {
+    /// O_DIRECT: the aligned chunk being filled, and how much of it is.
+    Direct { chunk: AlignedChunk, filled: usize },
+    /// The page cache: the bytes before `waited` are known to be on their way to the disk.
+    Buffered { waited: u64 },
 }
 
 /// Alignment of O_DIRECT buffers, offsets and lengths.
@@ -606,24 +612,19 @@ impl AlignedChunk {
 
 impl Paced {
     fn new(file: File, direct: bool) -> Paced {
+        let mode = if direct {
+            Mode::Direct {
+                chunk: AlignedChunk::new(),
+                filled: 0,
+            }
+        } else {
+            Mode::Buffered { waited: 0 }
+        };
         Paced {
             file,
-            direct: direct.then(|| (AlignedChunk::new(), 0)),
+            mode,
             written: 0,
-            waited: 0,
             started: std::time::Instant::now(),
-        }
-    }
-
-    fn sync_range(&self, from: u64, len: u64, flags: libc::c_uint) -> std::io::Result<()> {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: sync_file_range on an open descriptor this struct owns; no memory is passed.
-        let result =
-            unsafe { libc::sync_file_range(self.file.as_raw_fd(), from as i64, len as i64, flags) };
-        if result == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
         }
     }
 
@@ -635,61 +636,76 @@ impl Paced {
         }
     }
 
-    /// Writes the first `len` bytes of the O_DIRECT chunk at the end of the file.
-    fn write_chunk(&mut self, len: usize) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        if let Some((chunk, _)) = &mut self.direct {
-            self.file
-                .write_all_at(&chunk.get_mut()[..len], self.written)?;
-            self.written += len as u64;
-        }
-        Ok(())
-    }
-
     /// Writes what is left of an O_DIRECT chunk, padded with zeros to whole blocks, and returns
     /// the file (longer than the bytes given by that padding).
     fn finish(mut self) -> std::io::Result<File> {
-        if let Some((chunk, filled)) = &mut self.direct {
-            let filled = *filled;
-            if filled > 0 {
+        use std::os::unix::fs::FileExt;
+        if let Mode::Direct { chunk, filled } = &mut self.mode {
+            if *filled > 0 {
                 let padded = filled.next_multiple_of(DIRECT_ALIGN);
-                chunk.get_mut()[filled..padded].fill(0);
-                self.write_chunk(padded)?;
+                let block = &mut chunk.get_mut()[..padded];
+                block[*filled..].fill(0);
+                self.file.write_all_at(block, self.written)?;
             }
         }
         Ok(self.file)
     }
 }
 
+/// `sync_file_range` on `file`.
+fn sync_range(file: &File, from: u64, len: u64, flags: libc::c_uint) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: sync_file_range on an open descriptor; no memory is passed.
+    let result = unsafe { libc::sync_file_range(file.as_raw_fd(), from as i64, len as i64, flags) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 impl Write for Paced {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some((chunk, filled)) = &mut self.direct {
-            let taken = buf.len().min(WRITEBACK_CHUNK_BYTES - *filled);
-            chunk.get_mut()[*filled..*filled + taken].copy_from_slice(&buf[..taken]);
-            *filled += taken;
-            if *filled == WRITEBACK_CHUNK_BYTES {
-                *filled = 0;
-                self.write_chunk(WRITEBACK_CHUNK_BYTES)?;
-                self.pace();
-            }
-            return Ok(taken);
-        }
-        let buf = &buf[..buf.len().min(WRITEBACK_CHUNK_BYTES)];
-        let written = self.file.write(buf)?;
+        use std::os::unix::fs::FileExt;
         let start = self.written;
-        self.written += written as u64;
-        // Only pacing: the fsync after the last write is what makes the file durable and
-        // reports any write error, so a file system without sync_file_range loses nothing.
-        let _ = self.sync_range(start, written as u64, libc::SYNC_FILE_RANGE_WRITE);
-        if start > self.waited {
-            let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            let _ = self.sync_range(self.waited, start - self.waited, all);
-            self.waited = start;
-        }
+        let taken = match &mut self.mode {
+            Mode::Direct { chunk, filled } => {
+                let taken = buf.len().min(WRITEBACK_CHUNK_BYTES - *filled);
+                chunk.get_mut()[*filled..*filled + taken].copy_from_slice(&buf[..taken]);
+                *filled += taken;
+                if *filled < WRITEBACK_CHUNK_BYTES {
+                    return Ok(taken);
+                }
+                *filled = 0;
+                self.file.write_all_at(chunk.get_mut(), start)?;
+                self.written += WRITEBACK_CHUNK_BYTES as u64;
+                taken
+            }
+            Mode::Buffered { waited } => {
+                let len = buf.len().min(WRITEBACK_CHUNK_BYTES);
+                let written = self.file.write(&buf[..len])?;
+                self.written += written as u64;
+                // Only pacing: the fsync after the last write is what makes the file durable
+                // and reports any write error, so a file system without sync_file_range loses
+                // nothing.
+                let _ = sync_range(
+                    &self.file,
+                    start,
+                    written as u64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+                if start > *waited {
+                    let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+                    let _ = sync_range(&self.file, *waited, start - *waited, all);
+                    *waited = start;
+                }
+                written
+            }
+        };
         self.pace();
-        Ok(written)
+        Ok(taken)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -993,7 +1009,8 @@ fn write_over(dir: &Path, tree: &Tree, reuse: Option<&Path>) -> Result<PathBuf, 
     let written = opened
         .and_then(|file| encode_into(tree, file, &tmp))
         .and_then(|(file, len)| {
-            // A reused file may be longer than this snapshot.
+            // A reused file may be longer than this snapshot, and an O_DIRECT write ends
+            // with padding to a whole block.
             file.set_len(len)
                 .and_then(|()| file.sync_all())
                 .map_err(io_error("fsync", &tmp))
