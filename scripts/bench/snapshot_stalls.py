@@ -7,6 +7,9 @@ Starts Zinc (target/release, or ZINC_BIN) with its defaults in a fresh temporary
 free loopback port, runs `zinc-bench --workload set --keys ZNODES --rate RATE` (its setup
 creates the znodes first, which already takes snapshots) and polls the data directory every
 10 ms meanwhile. Prints one line per event, seconds since the start. Kills what it starts.
+`--config KEY=VALUE` adds a zoo.cfg line (`snapCount=2000000000` for a run without snapshots).
+The first line printed is CLOCK_MONOTONIC at time 0, to line the timeline up with a trace taken
+meanwhile by `perf record -k CLOCK_MONOTONIC` (see flush_latency.py).
 
   cargo build --release -p zinc-server -p zinc-bench
   python3 scripts/bench/snapshot_stalls.py --znodes 1000000 --rate 10000 --seconds 30
@@ -50,6 +53,8 @@ def main():
     parser.add_argument("--znodes", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra zoo.cfg line (repeatable), e.g. snapCount=2000000000")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="snapshot-stalls-") as directory:
         port = free_port()
@@ -58,12 +63,14 @@ def main():
         with open(config, "w") as f:
             f.write(f"tickTime=2000\ndataDir={data_dir}\nclientPort={port}\n"
                     "clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n")
+            f.writelines(line + "\n" for line in args.config)
         with open(os.path.join(directory, "server.log"), "w") as log:
             server = subprocess.Popen([ZINC, "--config", config], stdout=log,
                                       stderr=subprocess.STDOUT)
         try:
             wait_serving(server, port, "zinc")
             start = time.monotonic()
+            print(f"# time.monotonic() at 0: {start:.3f}", flush=True)
             events, stop = [], threading.Event()
             watcher = threading.Thread(target=watch, args=(data_dir, start, events, stop))
             watcher.start()

@@ -521,7 +521,7 @@ fn encode_into(
     (file, direct): (File, bool),
     path: &Path,
 ) -> Result<(File, u64), SnapshotError> {
-    // The checksum runs over the buffer's flushes (1 MiB at a time), not over each of the
+    // The checksum runs over the buffer's flushes (a chunk at a time), not over each of the
     // small writes the serializer makes (several per node).
     let out = BufWriter::with_capacity(
         WRITE_BUFFER_BYTES,
@@ -713,8 +713,12 @@ impl Write for Paced {
     }
 }
 
-/// Bytes of the write buffer between the serializer and a snapshot file.
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// Bytes of the write buffer between the serializer and a snapshot file: one chunk, so that
+/// the writer waits for the disk (and perhaps sleeps in [`Paced::pace`]) after every chunk's
+/// worth of serializing, a fraction of a millisecond of CPU. With 1 MiB it ran for 2-3 ms and
+/// more between waits, and a kernel worker that woke on its CPU meanwhile, the one that
+/// completes the log's O_DSYNC writes, could wait up to a scheduler tick (4 ms) to run.
+const WRITE_BUFFER_BYTES: usize = WRITEBACK_CHUNK_BYTES;
 
 /// A writer that counts and checksums the bytes that pass through it.
 struct Checksummed<W> {

@@ -352,6 +352,20 @@ impl Tree {
         self.node_count
     }
 
+    /// Drops this copy of the tree `step` nodes or trie branches at a time, calling `between`
+    /// after each step. A copy kept for a while (a snapshot's root) can be the last holder of
+    /// hundreds of thousands of nodes the live tree has replaced since; dropped at once, they
+    /// keep a CPU busy for tens of milliseconds, and a kernel worker that wakes on that CPU
+    /// (the one completing the log's writes) may wait a whole scheduler tick to run. Called
+    /// with `std::thread::yield_now`, no such wait outlasts one step.
+    pub fn release_in_steps(self, step: usize, mut between: impl FnMut()) {
+        let Tree { root, .. } = self;
+        let mut freeing = node::Freeing::new(root);
+        while freeing.step(step.max(1)) {
+            between();
+        }
+    }
+
     /// Number of distinct ACL lists the writer has interned (shared by all nodes using them).
     pub fn acl_list_count(&self) -> usize {
         self.acls.len()

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use zinc_protocol::{Stat, StatPersisted};
 
 use super::acl::AclRef;
-use super::trie::{allocate_with_header, Leaf, Trie};
+use super::trie::{allocate_with_header, Drain, Leaf, Trie};
 
 /// Longest child name the layout can hold (the body length is a `u32`).
 pub(crate) const NAME_BYTES_MAX: usize = (u32::MAX >> 2) as usize;
@@ -498,27 +498,59 @@ impl Clone for Node {
 }
 
 impl Drop for Node {
-    /// Releases a subtree with an explicit stack: dropping a very deep path of nodes
-    /// recursively could overflow the thread's stack.
+    /// Releases a subtree with explicit stacks: dropping a very deep path of nodes recursively
+    /// could overflow the thread's stack.
     fn drop(&mut self) {
-        let mut pending = Vec::new();
+        let mut freeing = Freeing::default();
         // SAFETY: `self` holds one count, given up here and never used again.
-        unsafe { release(self.0, &mut pending) };
-        while let Some(node) = pending.pop() {
-            let node = std::mem::ManuallyDrop::new(node);
-            // SAFETY: `node` held one count; it is given up here and the `ManuallyDrop`
-            // keeps `Drop` from giving it up again.
-            unsafe { release(node.0, &mut pending) };
-        }
+        unsafe { release(self.0, &mut freeing.branches) };
+        while freeing.step(usize::MAX) {}
     }
 }
 
-/// Gives up one count of the node at `header`; when it was the last, frees the node, moving
-/// into `pending` the children no other trie shares (their counts pass to `pending`).
+/// A subtree being freed a bounded amount of work at a time: the nodes whose counts are still
+/// to give up (one count each) and the children tries' branches still to free.
+#[derive(Default)]
+pub(crate) struct Freeing {
+    nodes: Vec<Node>,
+    branches: Drain<Node>,
+}
+
+impl Freeing {
+    /// Gives up `node`'s count, in the steps that follow.
+    pub(crate) fn new(node: Node) -> Freeing {
+        Freeing {
+            nodes: vec![node],
+            branches: Drain::default(),
+        }
+    }
+
+    /// Gives up at most `budget` nodes' counts or trie branches (freeing those nothing else
+    /// holds). False once nothing is left.
+    pub(crate) fn step(&mut self, budget: usize) -> bool {
+        for _ in 0..budget {
+            if self.branches.step(&mut self.nodes) {
+                continue;
+            }
+            let Some(node) = self.nodes.pop() else {
+                return false;
+            };
+            let node = std::mem::ManuallyDrop::new(node);
+            // SAFETY: `node` held one count; it is given up here and the `ManuallyDrop` keeps
+            // `Drop` from giving it up again.
+            unsafe { release(node.0, &mut self.branches) };
+        }
+        true
+    }
+}
+
+/// Gives up one count of the node at `header`; when it was the last, frees the node, handing
+/// its children trie to `branches` (which frees the branches and children no other trie
+/// shares in later steps).
 ///
 /// # Safety
 /// The caller owns one count of a live node at `header` and does not use it afterwards.
-unsafe fn release(header: NonNull<Header>, pending: &mut Vec<Node>) {
+unsafe fn release(header: NonNull<Header>, branches: &mut Drain<Node>) {
     // SAFETY: the caller's count keeps the allocation alive until the decrement below.
     let count = unsafe { &header.as_ref().count };
     if count.fetch_sub(1, Ordering::Release) != 1 {
@@ -531,7 +563,7 @@ unsafe fn release(header: NonNull<Header>, pending: &mut Vec<Node>) {
     unsafe {
         let raw = header.as_ptr();
         let (rest, _) = read_raw_varint(raw.cast::<u8>().add(HEADER_BYTES));
-        (*raw).children.drain_into(pending);
+        branches.take(&mut (*raw).children);
         std::ptr::drop_in_place(raw);
         alloc::dealloc(raw.cast::<u8>(), layout_for(rest as usize));
     }

@@ -480,20 +480,30 @@ fn deep_paths_drop_without_recursion() {
     let run = std::thread::Builder::new()
         .stack_size(256 * 1024)
         .spawn(move || {
-            let mut tree = Tree::new();
-            let mut path = String::new();
-            for zxid in 1..=depth {
-                path.push_str("/d");
-                let outcome = apply(&mut tree, zxid, create(&path, b"", -1));
-                assert_eq!(outcome.err, ErrorCode::Ok);
-            }
-            assert_eq!(tree.all_children_number("/d"), Some(depth as u64 - 1));
-            let published = tree.clone();
-            // Deleting the top removes the whole chain (replay semantics) and frees it.
-            assert_eq!(apply(&mut tree, depth + 1, delete("/d")).err, ErrorCode::Ok);
-            assert_eq!(tree.node_count(), 4);
-            assert_eq!(published.node_count(), 4 + depth as u64);
-            drop(published);
+            // A chain `depth` deep that only the returned copy still holds.
+            let chain_held_by_a_copy = || {
+                let mut tree = Tree::new();
+                let mut path = String::new();
+                for zxid in 1..=depth {
+                    path.push_str("/d");
+                    let outcome = apply(&mut tree, zxid, create(&path, b"", -1));
+                    assert_eq!(outcome.err, ErrorCode::Ok);
+                }
+                assert_eq!(tree.all_children_number("/d"), Some(depth as u64 - 1));
+                let published = tree.clone();
+                // Deleting the top removes the whole chain (replay semantics).
+                assert_eq!(apply(&mut tree, depth + 1, delete("/d")).err, ErrorCode::Ok);
+                assert_eq!(tree.node_count(), 4);
+                assert_eq!(published.node_count(), 4 + depth as u64);
+                published
+            };
+            drop(chain_held_by_a_copy());
+            let mut pauses = 0;
+            chain_held_by_a_copy().release_in_steps(1, || pauses += 1);
+            assert!(
+                pauses >= depth,
+                "{pauses} pauses for {depth} nodes freed one at a time"
+            );
         })
         .expect("spawn");
     run.join().expect("deep tree dropped");

@@ -906,24 +906,39 @@ fn first_level_on_threads<L: Leaf + Send + Sync>(
     Ok(slots.into_branch(total))
 }
 
-impl<L: Clone> Trie<L> {
-    /// Empties the trie, moving into `out` the leaves that no clone shares (the rest are only
-    /// released), so that dropping nested structures can proceed without recursion.
-    pub(crate) fn drain_into(&mut self, out: &mut Vec<L>) {
-        if let Some(root) = self.root.take() {
-            drain_branch(root, out);
+/// Tries being emptied one branch at a time, so that a caller can stop between branches: the
+/// branches still to free, each holding one count.
+pub(crate) struct Drain<L> {
+    branches: Vec<Branch<L>>,
+}
+
+impl<L> Default for Drain<L> {
+    fn default() -> Self {
+        Drain {
+            branches: Vec::new(),
         }
     }
 }
 
-fn drain_branch<L: Clone>(branch: Branch<L>, out: &mut Vec<L>) {
-    if !branch.is_unique() {
-        return;
+impl<L: Clone> Drain<L> {
+    /// Adds `trie`'s branches, leaving it empty.
+    pub(crate) fn take(&mut self, trie: &mut Trie<L>) {
+        self.branches.extend(trie.root.take());
     }
-    let (_, leaves, branches) = branch.into_parts();
-    out.extend(leaves);
-    for next in branches {
-        drain_branch(next, out);
+
+    /// Frees one branch if no clone shares it, moving its leaves into `out` and keeping its
+    /// branches for later steps; a shared one only gives up its count. False when no branch
+    /// was left.
+    pub(crate) fn step(&mut self, out: &mut Vec<L>) -> bool {
+        let Some(branch) = self.branches.pop() else {
+            return false;
+        };
+        if branch.is_unique() {
+            let (_, leaves, branches) = branch.into_parts();
+            out.extend(leaves);
+            self.branches.extend(branches);
+        }
+        true
     }
 }
 
@@ -1353,6 +1368,13 @@ mod tests {
         assert!(branch.branches().is_empty());
     }
 
+    /// Empties `trie` through a [`Drain`], moving the leaves no clone shares into `out`.
+    fn drain_into<L: Clone>(trie: &mut Trie<L>, out: &mut Vec<L>) {
+        let mut drain = Drain::default();
+        drain.take(trie);
+        while drain.step(out) {}
+    }
+
     #[test]
     fn a_shared_trie_keeps_its_contents_while_the_other_changes() {
         let mut trie = Trie::default();
@@ -1366,14 +1388,14 @@ mod tests {
         }
         let mut drained = Vec::new();
         let mut copy = snapshot.clone();
-        copy.drain_into(&mut drained);
+        drain_into(&mut copy, &mut drained);
         assert!(drained.is_empty(), "shared branches are only released");
         assert_eq!(snapshot.len(), 2000);
         assert!((0..2000).all(|key| snapshot.get(&key) == Some(&Entry(key, 0))));
         assert_eq!(trie.len(), 2000);
         assert!((0..1000).all(|key| trie.get(&key).is_none()));
         drop(snapshot);
-        trie.drain_into(&mut drained);
+        drain_into(&mut trie, &mut drained);
         assert_eq!(drained.len(), 2000, "unshared leaves are moved out");
     }
 }
