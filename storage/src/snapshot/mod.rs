@@ -240,6 +240,9 @@ struct SnapshotChunks {
 /// Nodes to a chunk of `SnapshotChunks::nodes`.
 const NODE_CHUNK: usize = 4096;
 
+/// Path bytes per node a chunk's path buffer starts with (it grows for longer paths).
+const CHUNK_PATH_BYTES: usize = 64;
+
 /// The previous layout (trailer magic `ZINCSNP2`), still read: one array of all nodes.
 #[allow(dead_code)]
 #[derive(rkyv::Archive, rkyv::Serialize, Debug)]
@@ -346,7 +349,14 @@ where
         .collect();
     // Most nodes share one list: the last one found is checked before the map.
     let mut last = None;
-    let mut chunk = Chunk::default();
+    // Full size from the start: grown by doubling, each growth copied the chunk and touched
+    // fresh memory at once (transparent huge pages cleared 2 MiB at a time), a burst of CPU
+    // of several milliseconds at the start of every snapshot; filled in place, the new memory
+    // is touched a node at a time between the writer's waits for the disk.
+    let mut chunk = Chunk {
+        paths: String::with_capacity(NODE_CHUNK * CHUNK_PATH_BYTES),
+        nodes: Vec::with_capacity(NODE_CHUNK),
+    };
     let mut chunks: Vec<(usize, usize)> = Vec::new();
     let mut failed = None;
     tree.for_each_node_with_parent(|path, parent, node| {
@@ -409,7 +419,6 @@ where
 /// The nodes of the chunk being written, their records waiting until the chunk is full, with
 /// where their paths and data went. Paths are copied (the walk reuses its path buffer); data
 /// stays borrowed from the tree.
-#[derive(Default)]
 struct Chunk<'t> {
     paths: String,
     nodes: Vec<PendingNode<'t>>,
