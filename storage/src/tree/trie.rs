@@ -907,15 +907,19 @@ fn first_level_on_threads<L: Leaf + Send + Sync>(
 }
 
 /// Tries being emptied one branch at a time, so that a caller can stop between branches: the
-/// branches still to free, each holding one count.
+/// branches still to free, each holding one count. Emptying a trie allocates no more than
+/// freeing its branches already does: the first branch waits in its own slot, and the branch
+/// list of a freed branch becomes the stack when that is empty.
 pub(crate) struct Drain<L> {
-    branches: Vec<Branch<L>>,
+    next: Option<Branch<L>>,
+    rest: Vec<Branch<L>>,
 }
 
 impl<L> Default for Drain<L> {
     fn default() -> Self {
         Drain {
-            branches: Vec::new(),
+            next: None,
+            rest: Vec::new(),
         }
     }
 }
@@ -923,20 +927,26 @@ impl<L> Default for Drain<L> {
 impl<L: Clone> Drain<L> {
     /// Adds `trie`'s branches, leaving it empty.
     pub(crate) fn take(&mut self, trie: &mut Trie<L>) {
-        self.branches.extend(trie.root.take());
+        if let Some(root) = trie.root.take() {
+            self.rest.extend(self.next.replace(root));
+        }
     }
 
     /// Frees one branch if no clone shares it, moving its leaves into `out` and keeping its
     /// branches for later steps; a shared one only gives up its count. False when no branch
     /// was left.
     pub(crate) fn step(&mut self, out: &mut Vec<L>) -> bool {
-        let Some(branch) = self.branches.pop() else {
+        let Some(branch) = self.next.take().or_else(|| self.rest.pop()) else {
             return false;
         };
         if branch.is_unique() {
             let (_, leaves, branches) = branch.into_parts();
             out.extend(leaves);
-            self.branches.extend(branches);
+            if self.rest.is_empty() {
+                self.rest = branches;
+            } else {
+                self.rest.extend(branches);
+            }
         }
         true
     }
