@@ -14,7 +14,7 @@ pub mod worker;
 pub mod workload;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,6 +55,11 @@ pub enum BenchError {
     },
     #[error("invalid option: {0}")]
     Invalid(String),
+    #[error("cannot write the latency log {path}: {source}")]
+    LatencyLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -123,6 +128,11 @@ pub struct RunOptions {
     /// No live lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Write every op to this file: when it was due (open loop) or sent, on the CLOCK_MONOTONIC
+    /// clock in ns, and its latency in us, a line each (to split a run by what happened on the
+    /// machine meanwhile, such as a snapshot being written).
+    #[arg(long)]
+    pub latency_log: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -247,7 +257,11 @@ pub fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Report, 
         seed: options.seed,
         run_tag,
         start: Instant::now(),
-        collector: Collector::shared(),
+        collector: if options.latency_log.is_some() {
+            Collector::shared_with_samples()
+        } else {
+            Collector::shared()
+        },
         watch: WatchRound::default(),
     };
     let shares = shares(options, threads);
@@ -275,7 +289,42 @@ pub fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Report, 
         }
         elapsed
     });
+    if let Some(path) = &options.latency_log {
+        write_samples(path, &plan, options)?;
+    }
     Ok(report(options, &servers, threads, &plan.collector, elapsed))
+}
+
+/// `--latency-log`: every op of the run, on the CLOCK_MONOTONIC clock.
+fn write_samples(path: &Path, plan: &Plan, options: &RunOptions) -> Result<(), BenchError> {
+    // `Instant` counts on CLOCK_MONOTONIC; the run's start on that clock is now less the time
+    // since the start.
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let since_start = u64::try_from(plan.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let now_ns = (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64;
+    let origin_ns = now_ns.saturating_sub(since_start);
+    let window_ns = (
+        options.warmup * 1_000_000_000,
+        (options.warmup + options.duration) * 1_000_000_000,
+    );
+    let mut samples = plan
+        .collector
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .samples
+        .take()
+        .unwrap_or_default();
+    stats::write_latency_log(path, origin_ns, window_ns, &mut samples).map_err(|source| {
+        BenchError::LatencyLog {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 fn push_note(collector: &Arc<Mutex<Collector>>, note: String) {

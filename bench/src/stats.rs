@@ -1,6 +1,7 @@
 //! Measurements: per-worker recorders fill one-second intervals (an HDR histogram of latencies
 //! in microseconds, an op count, errors by name) and merge them into a shared collector, from
-//! which the live line, the final report and the chart are made.
+//! which the live line, the final report and the chart are made. When asked, they also keep
+//! every op as a `Sample` (for `--latency-log`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -65,17 +66,35 @@ impl Interval {
     }
 }
 
+/// One op: when it was due to be sent (open loop) or was sent, in nanoseconds since the start
+/// of the run, and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sample {
+    pub start_ns: u64,
+    pub latency_ns: u64,
+}
+
 /// Every worker's intervals, indexed by second since the start of the run.
 #[derive(Debug, Default)]
 pub struct Collector {
     pub intervals: Vec<Interval>,
     /// Errors that belong to no second (setup, connection failures reported once).
     pub notes: Vec<String>,
+    /// Every op, in no particular order, if the collector was made to keep them.
+    pub samples: Option<Vec<Sample>>,
 }
 
 impl Collector {
     pub fn shared() -> Arc<Mutex<Collector>> {
         Arc::new(Mutex::new(Collector::default()))
+    }
+
+    /// A collector that also keeps every op as a `Sample`.
+    pub fn shared_with_samples() -> Arc<Mutex<Collector>> {
+        Arc::new(Mutex::new(Collector {
+            samples: Some(Vec::new()),
+            ..Collector::default()
+        }))
     }
 
     fn merge(&mut self, second: usize, interval: &Interval) {
@@ -100,14 +119,18 @@ impl Collector {
 pub struct Recorder {
     second: usize,
     current: Interval,
+    /// This worker's ops since the last flush, if the collector keeps samples.
+    samples: Option<Vec<Sample>>,
     shared: Arc<Mutex<Collector>>,
 }
 
 impl Recorder {
     pub fn new(shared: Arc<Mutex<Collector>>) -> Recorder {
+        let keeps_samples = shared.lock().is_ok_and(|c| c.samples.is_some());
         Recorder {
             second: 0,
             current: Interval::default(),
+            samples: keeps_samples.then(Vec::new),
             shared,
         }
     }
@@ -124,6 +147,12 @@ impl Recorder {
     /// An op that completed at `now_ns` after `latency_ns`.
     pub fn op(&mut self, now_ns: u64, latency_ns: u64) {
         let latency_us = (latency_ns / 1_000).clamp(1, LATENCY_US_MAX);
+        if let Some(samples) = &mut self.samples {
+            samples.push(Sample {
+                start_ns: now_ns.saturating_sub(latency_ns),
+                latency_ns,
+            });
+        }
         let interval = self.at(now_ns);
         interval.ops += 1;
         interval.latency_us.saturating_record(latency_us);
@@ -147,6 +176,9 @@ impl Recorder {
         }
         if let Ok(mut shared) = self.shared.lock() {
             shared.merge(self.second, &self.current);
+            if let (Some(mine), Some(all)) = (&mut self.samples, &mut shared.samples) {
+                all.append(mine);
+            }
         }
         self.current.clear();
     }
@@ -292,6 +324,37 @@ impl Report {
     }
 }
 
+/// Writes `samples` to `path` as text, sorted by start: a comment line naming the columns and
+/// the measured window, then one line per op, `START_NS LATENCY_US`, where START_NS is on the
+/// CLOCK_MONOTONIC clock (`origin_ns` is that clock at the run's start), so that the ops can be
+/// lined up with what other programs on the machine saw (Python's `time.monotonic_ns()`).
+pub fn write_latency_log(
+    path: &std::path::Path,
+    origin_ns: u64,
+    window_ns: (u64, u64),
+    samples: &mut [Sample],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    samples.sort_unstable();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(
+        out,
+        "# start_ns latency_us (start: CLOCK_MONOTONIC when the op was due, or sent in closed \
+         loop); measured window {} {}",
+        origin_ns + window_ns.0,
+        origin_ns + window_ns.1
+    )?;
+    for sample in samples.iter() {
+        writeln!(
+            out,
+            "{} {}",
+            origin_ns + sample.start_ns,
+            sample.latency_ns / 1_000
+        )?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
 /// `12345678` as `12,345,678`.
 pub fn group_digits(value: u64) -> String {
     let digits = value.to_string();
@@ -343,6 +406,41 @@ mod tests {
             total.latency_us.highest_equivalent(3_000)
         );
         assert_eq!(total.latency_us.min(), 1);
+    }
+
+    #[test]
+    fn samples_are_kept_only_when_asked_and_logged_in_start_order() {
+        let plain = Collector::shared();
+        let mut recorder = Recorder::new(plain.clone());
+        recorder.op(5_000_000, 1_000_000);
+        recorder.flush();
+        assert!(plain.lock().expect("lock").samples.is_none());
+
+        let keeping = Collector::shared_with_samples();
+        let mut a = Recorder::new(keeping.clone());
+        let mut b = Recorder::new(keeping.clone());
+        a.op(900_000_000, 2_000_000);
+        // The second changes here: the first sample goes with the flush it causes.
+        a.op(1_300_000_000, 500_000_000);
+        b.op(1_000_000_000, 1_000);
+        a.flush();
+        b.flush();
+        let mut samples = keeping.lock().expect("lock").samples.take().expect("kept");
+        assert_eq!(samples.len(), 3);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("latency.log");
+        write_latency_log(&path, 10_000, (0, 2_000_000_000), &mut samples).expect("written");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("# start_ns latency_us"));
+        assert!(lines[0].ends_with("measured window 10000 2000010000"));
+        assert_eq!(
+            &lines[1..],
+            ["800010000 500000", "898010000 2000", "1000009000 1"]
+        );
+        let unwritable = dir.path().join("missing").join("latency.log");
+        assert!(write_latency_log(&unwritable, 0, (0, 1), &mut samples).is_err());
     }
 
     #[test]

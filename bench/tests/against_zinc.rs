@@ -153,3 +153,63 @@ fn a_refusing_target_is_reported_clearly() {
         "{stderr}"
     );
 }
+
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+#[test]
+fn an_open_loop_run_logs_every_op_on_the_monotonic_clock() {
+    let zinc = Zinc::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("latency.log");
+    let options = RunOptions {
+        rate: Some(500.0),
+        latency_log: Some(path.clone()),
+        ..options(&zinc, Workload::Set)
+    };
+    let before = monotonic_ns();
+    let report = run(&options, &mut Silent).expect("run");
+    let after = monotonic_ns();
+    assert_eq!(report.error_count(), 0, "{}", report.text());
+    let text = std::fs::read_to_string(&path).expect("the log");
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header");
+    let window: Vec<u64> = header
+        .rsplit("measured window ")
+        .next()
+        .expect("the window")
+        .split(' ')
+        .map(|n| n.parse().expect("a number"))
+        .collect();
+    assert!(
+        before <= window[0] && window[0] + 1_000_000_000 == window[1],
+        "{header}"
+    );
+    let samples: Vec<(u64, u64)> = lines
+        .map(|line| {
+            let (start, latency) = line.split_once(' ').expect("two columns");
+            (
+                start.parse().expect("start"),
+                latency.parse().expect("latency"),
+            )
+        })
+        .collect();
+    // Every op the report counts is in the log, due at 500/s from the start.
+    assert!(
+        samples.len() as u64 >= report.ops && report.ops > 0,
+        "{}",
+        samples.len()
+    );
+    assert!(samples.len() <= 510, "{}", samples.len());
+    assert!(samples.windows(2).all(|pair| pair[0].0 <= pair[1].0));
+    for &(start, latency_us) in &samples {
+        assert!(before <= start && start + latency_us * 1_000 <= after);
+    }
+}

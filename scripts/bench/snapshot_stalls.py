@@ -6,7 +6,9 @@ log segments created, retired).
 Starts Zinc (target/release, or ZINC_BIN) with its defaults in a fresh temporary directory on a
 free loopback port, runs `zinc-bench --workload set --keys ZNODES --rate RATE` (its setup
 creates the znodes first, which already takes snapshots) and polls the data directory every
-10 ms meanwhile. Prints one line per event, seconds since the start. Kills what it starts.
+10 ms meanwhile. Prints one line per event, seconds since the start, and one per stall: a run
+of requests slower than --slow-ms whose due times lie within 10 ms of each other (from
+zinc-bench's latency log), at the due time of its first request. Kills what it starts.
 `--config KEY=VALUE` adds a zoo.cfg line (`snapCount=2000000000` for a run without snapshots).
 The first line printed is CLOCK_MONOTONIC at time 0, to line the timeline up with a trace taken
 meanwhile by `perf record -k CLOCK_MONOTONIC` (see flush_latency.py).
@@ -48,11 +50,34 @@ def watch(data_dir, start, events, stop):
         time.sleep(0.01)
 
 
+def stalls(latency_log, start, slow_us):
+    """(seconds, description) for each run of slow requests in a zinc-bench latency log."""
+    found, current = [], None
+    with open(latency_log) as f:
+        f.readline()
+        for line in f:
+            due_ns, latency_us = (int(field) for field in line.split())
+            if latency_us <= slow_us:
+                continue
+            due = due_ns / 1e9 - start
+            if current and due - current[1] <= 0.010:
+                current[1], current[2] = due, current[2] + 1
+                current[3] = max(current[3], latency_us)
+            else:
+                current = [due, due, 1, latency_us]
+                found.append(current)
+    return [(first, f"stall: {count} requests due over {(last - first) * 1000:.0f} ms, "
+                    f"worst {worst / 1000:.1f} ms")
+            for first, last, count, worst in found]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--znodes", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--slow-ms", type=float, default=5.0,
+                        help="requests slower than this make up the stalls listed")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra zoo.cfg line (repeatable), e.g. snapCount=2000000000")
     args = parser.parse_args()
@@ -67,6 +92,7 @@ def main():
         with open(os.path.join(directory, "server.log"), "w") as log:
             server = subprocess.Popen([ZINC, "--config", config], stdout=log,
                                       stderr=subprocess.STDOUT)
+        latency_log = os.path.join(directory, "latency.log")
         try:
             wait_serving(server, port, "zinc")
             start = time.monotonic()
@@ -78,7 +104,7 @@ def main():
                 [BENCH, "--servers", f"127.0.0.1:{port}", "--workload", "set",
                  "--sessions", "8", "--inflight", "64", "--value-bytes", "100",
                  "--keys", str(args.znodes), "--rate", str(args.rate), "--warmup", "2",
-                 "--duration", str(args.seconds)],
+                 "--duration", str(args.seconds), "--latency-log", latency_log],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for line in bench.stdout:
                 if "ops/s" in line and "p99" in line:
@@ -86,6 +112,7 @@ def main():
             bench.wait()
             stop.set()
             watcher.join()
+            events.extend(stalls(latency_log, start, args.slow_ms * 1000))
         finally:
             server.kill()
             server.wait()
