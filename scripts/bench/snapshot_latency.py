@@ -49,6 +49,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ZINC = os.environ.get("ZINC_BIN", os.path.join(REPO, "target", "release", "zinc"))
 BENCH = os.path.join(REPO, "target", "release", "zinc-bench")
 NO_SNAPSHOTS = 2_000_000_000
+# Requests slower than this, due while a snapshot was written, are placed within its writing.
+SLOW_US = 10_000
 
 
 def bench(port, workload, extra):
@@ -105,16 +107,21 @@ def read_latency_log(path):
 
 
 def split_by_spans(samples, spans):
-    """(latencies due inside a span, latencies due outside every span); samples sorted by due."""
-    inside, outside, spans, index = [], [], sorted(spans), 0
+    """(latencies due inside a span, latencies due outside every span, and for each latency
+    over SLOW_US due inside a span, the tenth of its span it was due in, 0-9); samples sorted
+    by due."""
+    inside, outside, slow_tenths, spans, index = [], [], [], sorted(spans), 0
     for due, latency in samples:
         while index < len(spans) and spans[index][1] <= due:
             index += 1
         if index < len(spans) and spans[index][0] <= due:
             inside.append(latency)
+            if latency > SLOW_US:
+                start, end = spans[index]
+                slow_tenths.append(min(9, (due - start) * 10 // max(1, end - start)))
         else:
             outside.append(latency)
-    return inside, outside
+    return inside, outside, slow_tenths
 
 
 def quantile(values, q):
@@ -158,8 +165,8 @@ def measure(setting, snap_count, base):
         window_start = ended - ARGS.seconds
         finished = sum(1 for seen in watch.seen.values() if window_start <= seen <= ended)
         samples = read_latency_log(latency_log)
-        during, outside = split_by_spans(samples, watch.spans)
-        return result, finished, during, outside
+        during, outside, slow_tenths = split_by_spans(samples, watch.spans)
+        return result, finished, during, outside, slow_tenths
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -191,8 +198,8 @@ def main():
     with tempfile.TemporaryDirectory(dir=ARGS.dir) as base:
         for round_ in range(ARGS.rounds):
             for setting, snap_count in (("snapshots", ARGS.snap_count), ("none", NO_SNAPSHOTS)):
-                result, snapshots, during, outside = measure(setting, snap_count, base)
-                rows.append((round_ + 1, setting, snapshots, result, during, outside))
+                result, snapshots, during, outside, tenths = measure(setting, snap_count, base)
+                rows.append((round_ + 1, setting, snapshots, result, during, outside, tenths))
                 print(f"round {round_ + 1} {setting}: {snapshots} snapshots, "
                       f"{json.dumps(result.get('latency_us'))}, p99.9 during writes "
                       f"{quantile(during, 0.999)} us of {len(during)}",
@@ -200,7 +207,7 @@ def main():
     print("| round | snapshots | finished in window | ops/s | p50 us | p99 us | p99.9 us | max us "
           "| errors | requests due during writes | their p99.9 us |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for round_, setting, snapshots, result, during, outside in rows:
+    for round_, setting, snapshots, result, during, outside, _ in rows:
         cells = [percentile(result, p) for p in ("p50", "p99", "p999", "max")]
         errors = sum(result.get("errors", {}).values())
         share = len(during) / max(1, len(during) + len(outside))
@@ -224,6 +231,11 @@ def main():
         ratio = f"{cells[2] / base_p999:.2f}" if cells[2] and base_p999 else "-"
         print(f"| {name} | {len(values):,} | " + " | ".join(number(c) for c in cells)
               + f" | {ratio} |")
+    tenths = [tenth for row in rows for tenth in row[6]]
+    print()
+    print(f"Requests over {SLOW_US // 1000} ms due while a snapshot was written, by the tenth of "
+          "its writing (from the temp file's creation to its rename) they were due in: "
+          + " ".join(str(tenths.count(tenth)) for tenth in range(10)))
     medians = {setting: statistics.median(percentile(r[3], "p999") for r in rows
                                           if r[1] == setting)
                for setting in ("snapshots", "none")}
