@@ -205,15 +205,16 @@ def main():
                       f"{quantile(during, 0.999)} us of {len(during)}",
                       file=sys.stderr)
     print("| round | snapshots | finished in window | ops/s | p50 us | p99 us | p99.9 us | max us "
-          "| errors | requests due during writes | their p99.9 us |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| errors | requests due during writes | their p99.9 us | p99.9 us of the others |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for round_, setting, snapshots, result, during, outside, _ in rows:
         cells = [percentile(result, p) for p in ("p50", "p99", "p999", "max")]
         errors = sum(result.get("errors", {}).values())
         share = len(during) / max(1, len(during) + len(outside))
         print(f"| {round_} | {setting} | {snapshots} | {result.get('ops_per_s', 0):,.0f} | "
               + " | ".join(number(c) for c in cells)
-              + f" | {errors} | {share:.0%} | {number(quantile(during, 0.999))} |")
+              + f" | {errors} | {share:.0%} | {number(quantile(during, 0.999))} | "
+              f"{number(quantile(outside, 0.999))} |")
     pooled = {
         "none: every request": [x for r in rows if r[1] == "none" for x in r[4] + r[5]],
         "snapshots: every request": [x for r in rows if r[1] == "snapshots" for x in r[4] + r[5]],
