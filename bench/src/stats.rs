@@ -352,7 +352,7 @@ pub fn write_latency_log(
             sample.latency_ns / 1_000
         )?;
     }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    out.flush()
 }
 
 /// `12345678` as `12,345,678`.

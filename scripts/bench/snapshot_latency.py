@@ -18,10 +18,12 @@ the output says how many snapshots were finished inside the measured window.
 Every request is logged (`zinc-bench --latency-log`: when it was due and its latency) and the
 snapshot directory is polled every 10 ms for the writer's temporary file (`*.rkyv.tmp`, there
 from the first byte written until the rename), so the "snapshots" runs also give the requests
-due while a snapshot was being written ("during writes"). Besides each round's percentiles, it
-prints the percentiles of all rounds' requests pooled, for each setting and for the requests
-during writes: a 30 s run at 10,000/s has 300 requests in its top 0.1%, so one stall of the
-machine decides a single run's p99.9, while the pooled figure is the tail of the whole sample.
+due while a snapshot was being written ("during writes") and the others, each round with its
+p99.9 of both. After the rounds it prints the percentiles of all rounds' requests pooled, for
+each setting and for the requests during and outside writes (a 30 s run at 10,000/s has 300
+requests in its top 0.1%, so one stall of the machine decides a single run's p99.9, while the
+pooled figure is the tail of the whole sample); where in a snapshot's writing, by tenths, the
+requests over 10 ms due during it fell; and the medians of the rounds' p99.9.
 
 Prints Markdown tables. Kills what it starts.
 
@@ -32,10 +34,10 @@ Prints Markdown tables. Kills what it starts.
 import argparse
 import json
 import math
-import statistics
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile

@@ -106,12 +106,18 @@ def main():
                  "--keys", str(args.znodes), "--rate", str(args.rate), "--warmup", "2",
                  "--duration", str(args.seconds), "--latency-log", latency_log],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            other = []
             for line in bench.stdout:
                 if "ops/s" in line and "p99" in line:
                     events.append((time.monotonic() - start, line.strip()))
+                else:
+                    other.append(line)
             bench.wait()
             stop.set()
             watcher.join()
+            if bench.returncode != 0:
+                sys.exit(f"zinc-bench exited with status {bench.returncode}:\n"
+                         + "".join(other[-20:]))
             events.extend(stalls(latency_log, start, args.slow_ms * 1000))
         finally:
             server.kill()
