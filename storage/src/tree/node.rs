@@ -30,7 +30,7 @@ use bytes::Bytes;
 use zinc_protocol::{Stat, StatPersisted};
 
 use super::acl::AclRef;
-use super::trie::{allocate_with_header, Drain, Leaf, Trie};
+use super::trie::{allocate_with_header, prefetch_address, Drain, Leaf, Trie, PREFETCH_AHEAD};
 
 /// Longest child name the layout can hold (the body length is a `u32`).
 pub(crate) const NAME_BYTES_MAX: usize = (u32::MAX >> 2) as usize;
@@ -78,13 +78,7 @@ impl Leaf for Node {
 
     /// The first cache line: the header, the name and the stat (what walks read).
     fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is only a hint: it does not fault or change memory, whatever the
-        // address; this one is a live node's.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(self.0.as_ptr().cast::<i8>());
-        }
+        prefetch_address(self.0.as_ptr().cast::<u8>());
     }
 }
 
@@ -535,6 +529,9 @@ impl Freeing {
             let Some(node) = self.nodes.pop() else {
                 return false;
             };
+            if let Some(ahead) = self.nodes.len().checked_sub(PREFETCH_AHEAD) {
+                self.nodes[ahead].prefetch();
+            }
             let node = std::mem::ManuallyDrop::new(node);
             // SAFETY: `node` held one count; it is given up here and the `ManuallyDrop` keeps
             // `Drop` from giving it up again.
