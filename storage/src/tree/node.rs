@@ -76,7 +76,8 @@ impl Leaf for Node {
         self.name()
     }
 
-    /// The first cache line: the header, the name and the stat (what walks read).
+    /// The first cache line: the header (with the count), the name and the stat (what walks
+    /// read).
     fn prefetch(&self) {
         prefetch_address(self.0.as_ptr().cast::<u8>());
     }

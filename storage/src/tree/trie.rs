@@ -47,8 +47,9 @@ pub(crate) trait Leaf: Clone {
     fn key(&self) -> &Self::Key;
 
     /// Asks the CPU to start loading what the leaf points to, for a walk that visits many
-    /// leaves: a branch's leaves are requested together, so their cache misses overlap
-    /// instead of following one another. Nothing by default.
+    /// leaves or before many leaves' reference counts change (a branch copied or released):
+    /// requested together, their cache misses overlap instead of following one another.
+    /// Nothing by default.
     fn prefetch(&self) {}
 }
 
@@ -983,8 +984,9 @@ impl<L: Leaf> Drain<L> {
         }
         if branch.is_unique() {
             let (_, leaves, branches) = branch.into_parts();
-            // The leaves are released next, from the end of `out`: the last few are requested
-            // now, the others as those ahead of them are released.
+            // `out` is released from its end once no branch is left: when that is soon (a
+            // release of a few branches, the common case), the last few leaves are in the
+            // cache by then; the releasing loop requests the others a few ahead of itself.
             leaves
                 .iter()
                 .rev()
