@@ -295,18 +295,23 @@ pub fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Report, 
     Ok(report(options, &servers, threads, &plan.collector, elapsed))
 }
 
-/// `--latency-log`: every op of the run, on the CLOCK_MONOTONIC clock.
-fn write_samples(path: &Path, plan: &Plan, options: &RunOptions) -> Result<(), BenchError> {
-    // `Instant` counts on CLOCK_MONOTONIC; the run's start on that clock is now less the time
-    // since the start.
+/// The CLOCK_MONOTONIC clock in nanoseconds (the clock of `--latency-log`).
+pub fn monotonic_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid timespec for the call to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// `--latency-log`: every op of the run, on the CLOCK_MONOTONIC clock.
+fn write_samples(path: &Path, plan: &Plan, options: &RunOptions) -> Result<(), BenchError> {
+    // `Instant` counts on CLOCK_MONOTONIC; the run's start on that clock is now less the time
+    // since the start.
+    let now_ns = monotonic_ns();
     let since_start = u64::try_from(plan.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let now_ns = (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64;
     let origin_ns = now_ns.saturating_sub(since_start);
     let window_ns = (
         options.warmup * 1_000_000_000,

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zinc_bench::workload::Workload;
-use zinc_bench::{compare, run, RunOptions, Silent};
+use zinc_bench::{compare, monotonic_ns, run, RunOptions, Silent};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -152,16 +152,6 @@ fn a_refusing_target_is_reported_clearly() {
         stderr.contains(&format!("cannot connect to 127.0.0.1:{port}")),
         "{stderr}"
     );
-}
-
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 #[test]
