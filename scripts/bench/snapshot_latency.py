@@ -99,13 +99,14 @@ class SnapshotWatch(threading.Thread):
                 return
 
 
-def read_latency_log(path):
-    """The measured window's (due ns, latency us) pairs from a zinc-bench latency log."""
+def read_latency_log(path, window_only=True):
+    """The (due ns, latency us) pairs of a zinc-bench latency log, in due order: those of the
+    measured window, or all of them."""
     with open(path) as f:
         header = f.readline().split()
         start, end = int(header[-2]), int(header[-1])
-        pairs = (line.split() for line in f)
-        return [(int(due), int(us)) for due, us in pairs if start <= int(due) < end]
+        pairs = ((int(due), int(us)) for due, us in (line.split() for line in f))
+        return [pair for pair in pairs if not window_only or start <= pair[0] < end]
 
 
 def split_by_spans(samples, spans):
@@ -126,12 +127,11 @@ def split_by_spans(samples, spans):
     return inside, outside, slow_tenths
 
 
-def quantile(values, q):
-    """The smallest value with at least q of `values` at or below it (as HDR histograms
-    report it); None for no values."""
-    if not values:
+def quantile(ordered, q):
+    """The smallest value with at least q of the sorted `ordered` at or below it (as HDR
+    histograms report it); None for no values."""
+    if not ordered:
         return None
-    ordered = sorted(values)
     rank = math.ceil(q * len(ordered) - 1e-9)
     return ordered[max(0, min(len(ordered), rank) - 1)]
 
@@ -168,7 +168,7 @@ def measure(setting, snap_count, base):
         finished = sum(1 for seen in watch.seen.values() if window_start <= seen <= ended)
         samples = read_latency_log(latency_log)
         during, outside, slow_tenths = split_by_spans(samples, watch.spans)
-        return result, finished, during, outside, slow_tenths
+        return result, finished, sorted(during), sorted(outside), slow_tenths
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -223,6 +223,8 @@ def main():
         "snapshots: due during writes": [x for r in rows if r[1] == "snapshots" for x in r[4]],
         "snapshots: due outside writes": [x for r in rows if r[1] == "snapshots" for x in r[5]],
     }
+    for values in pooled.values():
+        values.sort()
     print()
     print(f"All {ARGS.rounds} rounds pooled (latency log, us):")
     print()

@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from restart import free_port, wait_serving  # noqa: E402
+from snapshot_latency import read_latency_log  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZINC = os.environ.get("ZINC_BIN", os.path.join(REPO, "target", "release", "zinc"))
@@ -53,19 +54,16 @@ def watch(data_dir, start, events, stop):
 def stalls(latency_log, start, slow_us):
     """(seconds, description) for each run of slow requests in a zinc-bench latency log."""
     found, current = [], None
-    with open(latency_log) as f:
-        f.readline()
-        for line in f:
-            due_ns, latency_us = (int(field) for field in line.split())
-            if latency_us <= slow_us:
-                continue
-            due = due_ns / 1e9 - start
-            if current and due - current[1] <= 0.010:
-                current[1], current[2] = due, current[2] + 1
-                current[3] = max(current[3], latency_us)
-            else:
-                current = [due, due, 1, latency_us]
-                found.append(current)
+    for due_ns, latency_us in read_latency_log(latency_log, window_only=False):
+        if latency_us <= slow_us:
+            continue
+        due = due_ns / 1e9 - start
+        if current and due - current[1] <= 0.010:
+            current[1], current[2] = due, current[2] + 1
+            current[3] = max(current[3], latency_us)
+        else:
+            current = [due, due, 1, latency_us]
+            found.append(current)
     return [(first, f"stall: {count} requests due over {(last - first) * 1000:.0f} ms, "
                     f"worst {worst / 1000:.1f} ms")
             for first, last, count, worst in found]
